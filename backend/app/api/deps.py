@@ -1,0 +1,59 @@
+"""Shared route dependencies: a DB session per request and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from app.core.db import session_factory
+from app.models import User
+from app.users import user_for_token
+
+_bearer = HTTPBearer(auto_error=False)
+
+TOKEN_HELP = (
+    "Send 'Authorization: Bearer <token>'; create a token with `reportctl token create NAME`."
+)
+
+
+def get_session() -> Iterator[Session]:
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"Missing bearer token. {TOKEN_HELP}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = user_for_token(session=session, token=credentials.credentials)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"Invalid or revoked token. {TOKEN_HELP}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    session.commit()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]

@@ -1,0 +1,166 @@
+"""The one place configuration is read: every setting comes from the environment (or `.env`).
+
+Workers and the API read the same variables, so a worker started with the API's environment
+shares its database and storage root.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "prod"]
+BackendChoice = Literal["auto", "celery", "rq", "local"]
+
+
+class Settings(BaseSettings):
+    """Service settings; names are the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    ENVIRONMENT: Environment = "dev"
+
+    # Storage: the SQLite file and artifacts live under VAR_DIR unless overridden.
+    VAR_DIR: Path = Path("var")
+    DATABASE_URL: str = ""
+    STORAGE_ROOT: Path | None = None
+
+    # HTTP
+    HOST: str = "127.0.0.1"
+    PORT: int = 8000
+    MAX_JSON_BODY_BYTES: int = 1024 * 1024
+    MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
+    PUBLIC_BASE_URL: str = ""
+
+    # Job backends
+    JOB_BACKEND: BackendChoice = "auto"
+    CELERY_BROKER_URL: str = ""
+    CELERY_RESULT_BACKEND: str = ""
+    RQ_REDIS_URL: str = ""
+    BROKER_PUBLISH_TIMEOUT_SECONDS: float = 1.0
+    BACKEND_HEALTH_TTL_SECONDS: float = 5.0
+    CIRCUIT_BREAKER_COOLDOWN_SECONDS: float = 10.0
+
+    # Embedded (local) executor
+    LOCAL_WORKERS: int = 2
+    LOCAL_POLL_SECONDS: float = 1.0
+
+    # Retry policy, shared by every backend: delay = base * 2**(attempt-1).
+    JOB_MAX_RETRIES: int = 3
+    JOB_RETRY_BACKOFF_SECONDS: float = 60.0
+    JOB_RETRY_BACKOFF_MAX_SECONDS: float = 3600.0
+
+    # Time limits (seconds) and liveness.
+    JOB_SOFT_TIME_LIMIT_SECONDS: int = 25 * 60
+    JOB_HARD_TIME_LIMIT_SECONDS: int = 30 * 60
+    JOB_HEARTBEAT_SECONDS: float = 5.0
+    JOB_HEARTBEAT_TIMEOUT_SECONDS: float = 60.0
+    RELAY_INTERVAL_SECONDS: float = 5.0
+    OUTBOX_GRACE_SECONDS: float = 2.0
+
+    # Housekeeping
+    JOB_RETENTION_DAYS: float = 7.0
+
+    # Workers
+    WORKER_MAX_MEMORY_PER_CHILD_KB: int = 1_000_000
+    WORKER_METRICS_PORT: int = 9808
+    PROMETHEUS_MULTIPROC_DIR: Path | None = None
+
+    # Flower
+    FLOWER_USER: str = ""
+    FLOWER_PASSWORD: SecretStr = SecretStr("")
+
+    # Mail
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = 25
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: SecretStr = SecretStr("")
+    SMTP_SECURITY: Literal["none", "starttls", "tls"] = "none"
+    SMTP_TIMEOUT_SECONDS: float = 10.0
+    MAIL_FROM: str = "reports@localhost"
+    MAIL_RATE_PER_SECOND: float = 50.0
+    MAIL_BATCH_SIZE: int = 100
+    ADMIN_EMAILS: list[str] = Field(default_factory=list)
+
+    # Documents
+    TESSERACT_CMD: str = "tesseract"
+    OCR_LANGUAGES: str = "eng"
+    DOCUMENT_MAX_PAGES: int = 200
+    THUMBNAIL_SIZES: list[int] = Field(default_factory=lambda: [128, 256, 512])
+
+    LOG_LEVEL: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if self.ENVIRONMENT == "test":
+            # The test profile keeps the production shape with short clocks.
+            for name, value in _TEST_PROFILE.items():
+                if name not in self.model_fields_set:
+                    setattr(self, name, value)
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = f"sqlite:///{(self.VAR_DIR / 'reports.db').resolve()}"
+        if self.STORAGE_ROOT is None:
+            self.STORAGE_ROOT = (self.VAR_DIR / "storage").resolve()
+        if self.ENVIRONMENT == "prod" and self.FLOWER_USER and not self.FLOWER_PASSWORD:
+            raise ValueError("FLOWER_PASSWORD must be set in prod when FLOWER_USER is set")
+        return self
+
+    @property
+    def storage_root(self) -> Path:
+        assert self.STORAGE_ROOT is not None
+        return self.STORAGE_ROOT
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured at all: the service runs jobs itself (`make run`)."""
+        return self.JOB_BACKEND == "local" or (not self.CELERY_BROKER_URL and not self.RQ_REDIS_URL)
+
+    def retry_delay(self, attempt: int) -> float:
+        """Backoff before retry number `attempt` (1-based): 60, 120, 240 s by default."""
+        delay = self.JOB_RETRY_BACKOFF_SECONDS * (2 ** max(attempt - 1, 0))
+        return float(min(delay, self.JOB_RETRY_BACKOFF_MAX_SECONDS))
+
+    @property
+    def max_attempts(self) -> int:
+        return self.JOB_MAX_RETRIES + 1
+
+
+_TEST_PROFILE: dict[str, object] = {
+    "JOB_RETRY_BACKOFF_SECONDS": 0.2,
+    "JOB_SOFT_TIME_LIMIT_SECONDS": 60,
+    "JOB_HARD_TIME_LIMIT_SECONDS": 90,
+    "JOB_HEARTBEAT_SECONDS": 0.5,
+    "JOB_HEARTBEAT_TIMEOUT_SECONDS": 5.0,
+    "RELAY_INTERVAL_SECONDS": 0.5,
+    "OUTBOX_GRACE_SECONDS": 0.5,
+    "LOCAL_POLL_SECONDS": 0.2,
+    "BACKEND_HEALTH_TTL_SECONDS": 1.0,
+    "CIRCUIT_BREAKER_COOLDOWN_SECONDS": 1.0,
+}
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _from_env() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The active settings: an explicit override (tests, spawned workers) or the environment."""
+    return _override if _override is not None else _from_env()
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Install settings for this process (used by tests and by spawned local workers)."""
+    global _override
+    _override = settings
+    _from_env.cache_clear()

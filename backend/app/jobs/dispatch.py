@@ -1,0 +1,157 @@
+"""Choosing a backend for a job and handing it over without ever blocking the API.
+
+Order for `JOB_BACKEND=auto`: Celery, then RQ, then the local executor. Heavy kinds go to
+Celery only (they wait in the outbox while it is down), except in embedded mode where the
+local executor runs everything. A job no backend took stays `pending`; the relay retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.jobs import service
+from app.jobs.backends.base import Backend, BackendUnavailable, Breaker
+from app.jobs.backends.local import LocalBackend
+from app.jobs.registry import JobKind, kind_of
+from app.jobs.states import transition
+from app.models import JobStatus, ReportJob
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, wake_local: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.backends: dict[str, Backend] = {"local": LocalBackend(wake_local)}
+        self.breakers: dict[str, Breaker] = {}
+        if settings.CELERY_BROKER_URL and settings.JOB_BACKEND in ("auto", "celery"):
+            from app.jobs.backends.celery_backend import CeleryBackend
+
+            self._add(CeleryBackend(settings))
+        if settings.RQ_REDIS_URL and settings.JOB_BACKEND in ("auto", "rq"):
+            from app.jobs.backends.rq_backend import RqBackend
+
+            self._add(RqBackend(settings))
+
+    def _add(self, backend: Backend) -> None:
+        self.backends[backend.name] = backend
+        self.breakers[backend.name] = Breaker(self.settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+
+    def candidates(self, kind: JobKind) -> list[str]:
+        """Backends to try for `kind`, best first."""
+        choice = self.settings.JOB_BACKEND
+        if choice != "auto":
+            return [choice] if choice in self.backends else []
+        if self.settings.embedded:
+            return ["local"]
+        order = [name for name in ("celery", "rq") if name in self.backends]
+        if kind.heavy:
+            return [name for name in order if name == "celery"]
+        return [*order, "local"]
+
+    def usable(self, name: str) -> bool:
+        breaker = self.breakers.get(name)
+        return breaker is None or breaker.usable()
+
+    def submit(self, job_id: str, *, prefer: str | None = None) -> tuple[str, str | None]:
+        """Hand a `pending` (or `retrying`) job to the first backend that takes it.
+
+        Returns (status, backend). Never raises for an unavailable backend: the job stays
+        where it is and the relay tries again later.
+        """
+        with session_scope() as session:
+            job = session.get(ReportJob, job_id)
+            if job is None or job.status not in (S.PENDING, S.RETRYING, S.QUEUED):
+                return (job.status if job else "missing", job.backend if job else None)
+            kind = kind_of(job.job_type)
+            status, current = job.status, job.backend
+        names = self.candidates(kind)
+        if prefer and prefer in names:
+            names = [prefer, *[n for n in names if n != prefer]]
+        for name in names:
+            if not self.usable(name):
+                continue
+            if self._hand_over(job_id, kind, name, status, current):
+                return S.QUEUED, name
+        return status, current
+
+    def _hand_over(
+        self, job_id: str, kind: JobKind, name: str, status: str, current: str | None
+    ) -> bool:
+        backend = self.backends[name]
+        if name == "local":
+            with session_scope() as session:
+                moved = self._mark(session, job_id, name, status)
+            if moved:
+                backend.publish(job_id, kind)
+            return moved
+        try:
+            backend.publish(job_id, kind)
+        except BackendUnavailable as exc:
+            log.warning("backend %s refused job %s: %s", name, job_id, exc)
+            self.breakers[name].failure(str(exc))
+            return False
+        self.breakers[name].success()
+        # Published first, marked second: a crash in between leaves a `pending` row whose
+        # message is already out; the worker's claim accepts it, and a duplicate is a no-op.
+        with session_scope() as session:
+            self._mark(session, job_id, name, status)
+        return True
+
+    @staticmethod
+    def _mark(session: Session, job_id: str, name: str, status: str) -> bool:
+        if status == S.QUEUED:
+            # Re-publishing a queued job (reaper): only the backend name may change.
+            return transition(session, job_id, source=[S.QUEUED], target=S.QUEUED, backend=name)
+        return service.mark_queued(session=session, job_id=job_id, backend=name)
+
+    def live_state(self, backend: str | None, job_id: str) -> str | None:
+        impl = self.backends.get(backend or "")
+        if impl is None or not self.usable(backend or ""):
+            return None
+        try:
+            return impl.live_state(job_id)
+        except Exception as exc:  # the DB row stays the source of truth
+            log.debug("live state of %s from %s failed: %s", job_id, backend, exc)
+            return None
+
+    def probe(self) -> dict[str, bool]:
+        """Ping every backend (off the request path) and update the breakers."""
+        health: dict[str, bool] = {}
+        for name, backend in self.backends.items():
+            try:
+                ok = backend.ping()
+            except Exception as exc:
+                ok = False
+                log.debug("probe of %s failed: %s", name, exc)
+            breaker = self.breakers.get(name)
+            if breaker is not None:
+                breaker.success() if ok else breaker.failure("probe failed")
+            health[name] = ok
+        return health
+
+
+_dispatcher: Dispatcher | None = None
+_lock = threading.Lock()
+
+
+def get_dispatcher() -> Dispatcher:
+    """This process's dispatcher (the API installs one wired to its local executor)."""
+    global _dispatcher
+    with _lock:
+        if _dispatcher is None:
+            _dispatcher = Dispatcher(get_settings())
+        return _dispatcher
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    global _dispatcher
+    with _lock:
+        _dispatcher = dispatcher

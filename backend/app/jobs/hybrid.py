@@ -1,0 +1,20 @@
+"""The hybrid status: the DB row plus the backend's own view of a live job.
+
+The row is the source of truth. The backend's state is shown beside it so an operator can see
+a disagreement; repairing the row is the reaper's job (`relay.relay_once`), which acts on a
+dead heartbeat whatever the backend says, so no job is left `started` forever.
+"""
+
+from __future__ import annotations
+
+from app.jobs.dispatch import Dispatcher
+from app.models import JobStatus, ReportJob
+
+S = JobStatus
+
+
+def reconcile(*, job: ReportJob, dispatcher: Dispatcher) -> str | None:
+    """The backend's state for a live job on Celery or RQ, or None."""
+    if job.status not in (S.QUEUED, S.STARTED, S.RETRYING) or job.backend in (None, "local"):
+        return None
+    return dispatcher.live_state(job.backend, job.id)

@@ -1,0 +1,129 @@
+"""The outbox relay and the reaper: nothing stays `pending`, `retrying` or `started` forever.
+
+Runs every few seconds in the API process (a thread) and as a Celery beat task; passes are
+idempotent and safe to run concurrently because every move is a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.jobs import service
+from app.jobs.dispatch import Dispatcher
+from app.jobs.registry import kind_of
+from app.jobs.states import transition
+from app.models import JobStatus, ReportJob, utcnow
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+@dataclass
+class RelayReport:
+    published: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+
+
+def relay_once(
+    settings: Settings, dispatcher: Dispatcher, *, stale_after: float | None = None
+) -> RelayReport:
+    """One pass: reap dead workers' jobs, publish the outbox, re-send lost retries."""
+    report = RelayReport()
+    now = utcnow()
+    stale = stale_after if stale_after is not None else settings.JOB_HEARTBEAT_TIMEOUT_SECONDS
+    with session_scope() as session:
+        report.requeued, report.failed = service.requeue_stale(
+            session=session, stale_before=now - timedelta(seconds=stale)
+        )
+    for job_id in report.requeued:
+        _republish(dispatcher, job_id)
+
+    grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
+    with session_scope() as session:
+        pending = service.pending_for_relay(session=session, older_than=now - grace)
+        overdue = [
+            job_id
+            for job_id in service.overdue_retries(session=session, due_before=now - grace * 4)
+            if (job := session.get(ReportJob, job_id)) is not None and job.backend != "local"
+        ]
+    for job_id in pending:
+        status, _ = dispatcher.submit(job_id)
+        if status == S.QUEUED:
+            report.published.append(job_id)
+    for job_id in overdue:
+        status, _ = dispatcher.submit(job_id)
+        if status == S.QUEUED:
+            report.retried.append(job_id)
+    if report.published or report.requeued or report.failed or report.retried:
+        log.info(
+            "relay: published %d, requeued %d, failed %d, retried %d",
+            len(report.published),
+            len(report.requeued),
+            len(report.failed),
+            len(report.retried),
+        )
+    return report
+
+
+def _republish(dispatcher: Dispatcher, job_id: str) -> None:
+    """A reaped job is `queued` on its old backend; send it a fresh message (or fall back)."""
+    with session_scope() as session:
+        job = session.get(ReportJob, job_id)
+        if job is None:
+            return
+        backend, kind = job.backend, kind_of(job.job_type)
+    if backend == "local" or backend is None:
+        dispatcher.backends["local"].publish(job_id, kind)
+        return
+    status, _ = dispatcher.submit(job_id, prefer=backend)
+    if status != S.QUEUED:
+        # Nobody could take it: back to the outbox, where the next pass picks a backend.
+        with session_scope() as session:
+            transition(session, job_id, source=[S.QUEUED], target=S.PENDING, backend=None)
+
+
+class RelayThread:
+    """Runs `relay_once` on a timer inside the API process."""
+
+    def __init__(
+        self, settings: Settings, dispatcher: Dispatcher, supervise: Callable[[], int] | None = None
+    ) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.supervise = supervise
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        stale = None
+        if self.settings.embedded:
+            # Every worker is ours and beats every JOB_HEARTBEAT_SECONDS: a few missed beats
+            # mean it is gone (e.g. the server was killed), so take its jobs back quickly.
+            stale = min(
+                self.settings.JOB_HEARTBEAT_TIMEOUT_SECONDS,
+                self.settings.JOB_HEARTBEAT_SECONDS * 4,
+            )
+        while not self._stop.is_set():
+            try:
+                if self.supervise is not None:
+                    self.supervise()
+                self.dispatcher.probe()
+                relay_once(self.settings, self.dispatcher, stale_after=stale)
+            except Exception:
+                log.warning("relay pass failed", exc_info=True)
+            self._stop.wait(self.settings.RELAY_INTERVAL_SECONDS)

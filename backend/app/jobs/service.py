@@ -1,0 +1,288 @@
+"""The job lifecycle in the database: create, claim, finish, cancel, list.
+
+Independent of any queue library: Celery, RQ and the local executor all drive jobs through
+these functions (via `runner.run_job`), so statuses mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from app.jobs.registry import kind_of
+from app.jobs.states import transition
+from app.models import FINAL_STATUSES, JobStatus, ReportJob, User, utcnow
+
+S = JobStatus
+LIVE_STATUSES = (S.PENDING, S.QUEUED, S.STARTED, S.RETRYING)
+
+
+class JobNotFound(LookupError):
+    """No such job for this caller (also raised for other users' jobs: no existence oracle)."""
+
+
+class JobAlreadyFinished(RuntimeError):
+    pass
+
+
+def create_job(
+    *, session: Session, owner: User, job_type: str, params: dict[str, Any], max_attempts: int
+) -> ReportJob:
+    """Insert a `pending` row; the caller commits, then dispatches."""
+    kind = kind_of(job_type)
+    job = ReportJob(
+        owner_id=owner.id,
+        job_type=job_type,
+        queue=kind.queue,
+        status=S.PENDING,
+        params=params,
+        max_attempts=max_attempts,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(*, session: Session, job_id: str) -> ReportJob:
+    job = session.get(ReportJob, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def get_owned_job(*, session: Session, user: User, job_id: str) -> ReportJob:
+    """The job if `user` may see it; other users' jobs look exactly like missing ones."""
+    job = session.get(ReportJob, job_id)
+    if job is None or (job.owner_id != user.id and not user.is_admin):
+        raise JobNotFound(job_id)
+    return job
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[ReportJob]
+    total: int
+
+
+def list_jobs(
+    *,
+    session: Session,
+    user: User,
+    status: str | None = None,
+    job_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> JobPage:
+    """The caller's jobs, newest first."""
+    conditions = [ReportJob.owner_id == user.id]
+    if status:
+        conditions.append(ReportJob.status == status)
+    if job_type:
+        conditions.append(ReportJob.job_type == job_type)
+    total = session.scalar(select(func.count()).select_from(ReportJob).where(*conditions)) or 0
+    rows = session.scalars(
+        select(ReportJob)
+        .where(*conditions)
+        .order_by(ReportJob.created_at.desc(), ReportJob.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return JobPage(items=list(rows), total=total)
+
+
+def cancel_job(*, session: Session, job: ReportJob) -> ReportJob:
+    """Cancel a job that has not finished. A running job sees it at its next progress call."""
+    if job.status in FINAL_STATUSES:
+        raise JobAlreadyFinished(f"job {job.id} already {job.status}")
+    moved = transition(
+        session,
+        job.id,
+        source=LIVE_STATUSES,
+        target=S.CANCELLED,
+        finished_at=utcnow(),
+        error="cancelled by user",
+    )
+    session.refresh(job)
+    if not moved and job.status not in FINAL_STATUSES:  # pragma: no cover - lost a race twice
+        raise JobAlreadyFinished(f"job {job.id} changed state while cancelling")
+    if not moved:
+        raise JobAlreadyFinished(f"job {job.id} already {job.status}")
+    return job
+
+
+def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
+    """Record that `backend` has the job. From `pending` (first publish) or `retrying`."""
+    return transition(
+        session,
+        job_id,
+        source=[S.PENDING, S.RETRYING],
+        target=S.QUEUED,
+        backend=backend,
+        queued_at=utcnow(),
+    )
+
+
+def claim(
+    *, session: Session, job_id: str, worker: str, stale_before: datetime
+) -> ReportJob | None:
+    """Take the job for one attempt, or None if someone else has it or it is finished.
+
+    A `started` job whose heartbeat is older than `stale_before` is taken over: its worker died.
+    """
+    now = utcnow()
+    job = session.get(ReportJob, job_id)
+    if job is None:
+        return None
+    if job.status == S.RETRYING and job.next_attempt_at and job.next_attempt_at > now:
+        # A message that arrived early (e.g. a redelivery): the backoff is not over yet.
+        return None
+    moved = transition(
+        session,
+        job_id,
+        source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
+        target=S.STARTED,
+        where=[
+            or_(
+                ReportJob.status != S.STARTED,
+                ReportJob.heartbeat_at.is_(None),
+                ReportJob.heartbeat_at < stale_before,
+            ),
+            ReportJob.attempts == job.attempts,
+        ],
+        attempts=job.attempts + 1,
+        started_at=now,
+        heartbeat_at=now,
+        next_attempt_at=None,
+        worker=worker,
+        progress_percent=0.0,
+        progress_message="started",
+    )
+    session.commit()
+    if not moved:
+        return None
+    session.refresh(job)
+    return job
+
+
+def finish(
+    *,
+    session: Session,
+    job_id: str,
+    attempt: int,
+    target: JobStatus,
+    **values: Any,
+) -> bool:
+    """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job."""
+    return transition(
+        session,
+        job_id,
+        source=[S.STARTED],
+        target=target,
+        where=[ReportJob.attempts == attempt],
+        **values,
+    )
+
+
+def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str], list[str]]:
+    """The reaper: `started` jobs whose worker stopped heart-beating.
+
+    Returns (requeued, failed): a job that used up its attempts fails (a poison job that keeps
+    killing its worker must not loop forever); the others go back to `queued` on their backend.
+    """
+    rows = session.scalars(
+        select(ReportJob).where(
+            ReportJob.status == S.STARTED,
+            or_(ReportJob.heartbeat_at.is_(None), ReportJob.heartbeat_at < stale_before),
+        )
+    ).all()
+    requeued: list[str] = []
+    failed: list[str] = []
+    for job in rows:
+        guard = [ReportJob.attempts == job.attempts, ReportJob.heartbeat_at == job.heartbeat_at]
+        if job.attempts >= job.max_attempts:
+            if transition(
+                session,
+                job.id,
+                source=[S.STARTED],
+                target=S.FAILED,
+                where=guard,
+                finished_at=utcnow(),
+                error=(
+                    f"worker lost during attempt {job.attempts} of {job.max_attempts}; "
+                    "gave up (the job may crash its worker)"
+                ),
+            ):
+                failed.append(job.id)
+        elif transition(
+            session,
+            job.id,
+            source=[S.STARTED],
+            target=S.QUEUED,
+            where=guard,
+            queued_at=utcnow(),
+            progress_message="worker lost; re-queued",
+        ):
+            requeued.append(job.id)
+    session.commit()
+    return requeued, failed
+
+
+def pending_for_relay(*, session: Session, older_than: datetime, limit: int = 500) -> list[str]:
+    """Jobs no backend took yet (the outbox), oldest first."""
+    return list(
+        session.scalars(
+            select(ReportJob.id)
+            .where(ReportJob.status == S.PENDING, ReportJob.created_at < older_than)
+            .order_by(ReportJob.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def overdue_retries(*, session: Session, due_before: datetime, limit: int = 500) -> list[str]:
+    """Retrying jobs whose backoff ended a while ago and that no worker picked up."""
+    return list(
+        session.scalars(
+            select(ReportJob.id)
+            .where(ReportJob.status == S.RETRYING, ReportJob.next_attempt_at < due_before)
+            .order_by(ReportJob.next_attempt_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def runnable_local(*, session: Session, limit: int) -> list[str]:
+    """Jobs the embedded executor should run now: queued on it, or retrying and due."""
+    now = utcnow()
+    return list(
+        session.scalars(
+            select(ReportJob.id)
+            .where(
+                ReportJob.backend == "local",
+                or_(
+                    ReportJob.status == S.QUEUED,
+                    (ReportJob.status == S.RETRYING) & (ReportJob.next_attempt_at <= now),
+                ),
+            )
+            .order_by(ReportJob.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def old_finished_jobs(
+    *, session: Session, older_than: timedelta, limit: int = 1000
+) -> list[ReportJob]:
+    cutoff = utcnow() - older_than
+    return list(
+        session.scalars(
+            select(ReportJob)
+            .where(ReportJob.status.in_([str(s) for s in FINAL_STATUSES]))
+            .where(ReportJob.created_at < cutoff)
+            .limit(limit)
+        ).all()
+    )

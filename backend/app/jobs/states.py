@@ -1,0 +1,65 @@
+"""The job state machine: every status change goes through `transition`, nowhere else.
+
+A transition is a compare-and-set UPDATE (`WHERE status IN (...)`), so two processes that race
+on one job cannot both win: a cancelled job is never completed, a finished job never re-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.models import JobStatus, ReportJob
+
+S = JobStatus
+
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    # A worker may claim a job whose "queued" mark it overtook (publish, then mark).
+    S.PENDING: frozenset({S.QUEUED, S.STARTED, S.CANCELLED, S.FAILED}),
+    S.QUEUED: frozenset({S.STARTED, S.PENDING, S.CANCELLED, S.FAILED}),
+    # started -> started is a takeover of a job whose worker stopped heart-beating;
+    # started -> queued is the reaper handing it back to its backend.
+    S.STARTED: frozenset({S.COMPLETED, S.FAILED, S.RETRYING, S.CANCELLED, S.QUEUED, S.STARTED}),
+    S.RETRYING: frozenset({S.QUEUED, S.STARTED, S.CANCELLED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A code path asked for a move the state machine forbids: a bug, not a user error."""
+
+
+def check(source: JobStatus, target: JobStatus) -> None:
+    if target not in ALLOWED[source]:
+        raise IllegalTransition(f"{source} -> {target} is not a legal job transition")
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    *,
+    source: Iterable[JobStatus],
+    target: JobStatus,
+    where: Iterable[Any] = (),
+    **values: Any,
+) -> bool:
+    """Move `job_id` from one of `source` to `target` if it is still there; True if it moved.
+
+    `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns.
+    """
+    sources = [JobStatus(s) for s in source]
+    for s in sources:
+        check(s, target)
+    stmt = (
+        update(ReportJob)
+        .where(ReportJob.id == job_id, ReportJob.status.in_([str(s) for s in sources]), *where)
+        .values(status=str(target), **values)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0) == 1)

@@ -1,0 +1,67 @@
+"""The FastAPI application: routers, error handlers, and the embedded executor's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import BodySizeLimit, install_error_handlers
+from app.api.routes import health, reports
+from app.core.config import Settings, get_settings, set_settings
+from app.core.logging import configure_logging
+from app.jobs.dispatch import Dispatcher, set_dispatcher
+from app.jobs.local_executor import LocalExecutor
+from app.jobs.relay import RelayThread
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. With `settings`, they become this process's settings (tests)."""
+    if settings is not None:
+        set_settings(settings)
+    settings = get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
+        dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)
+        set_dispatcher(dispatcher)
+        if executor:
+            executor.start()
+        relay = RelayThread(settings, dispatcher, executor.supervise if executor else None)
+        relay.start()
+        app.state.executor = executor
+        app.state.dispatcher = dispatcher
+        log.info(
+            "service ready (%s mode, backends: %s)",
+            "embedded" if settings.embedded else "broker",
+            ", ".join(dispatcher.backends),
+        )
+        try:
+            yield
+        finally:
+            relay.stop()
+            if executor:
+                executor.stop()
+            set_dispatcher(None)
+
+    app = FastAPI(
+        title="Report job service",
+        version="0.1.0",
+        description="Heavy reports, documents and e-mail as asynchronous jobs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,  # type: ignore[arg-type]
+        json_limit=settings.MAX_JSON_BODY_BYTES,
+        upload_limit=settings.MAX_UPLOAD_BYTES,
+    )
+    app.include_router(health.router)
+    app.include_router(reports.router)
+    return app
