@@ -1,0 +1,161 @@
+"""The job store and state machine, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.security import hash_token
+from app.jobs import service
+from app.jobs.runner import run_job
+from app.jobs.states import ALLOWED, IllegalTransition, check, transition
+from app.models import ApiToken, JobStatus, ReportJob, User, utcnow
+from app.users import create_token, user_for_token
+
+S = JobStatus
+
+
+def _new_job(fail_times: int = 0, status: JobStatus = S.QUEUED) -> str:
+    with session_scope() as session:
+        user = User(name=f"u-{utcnow().timestamp()}")
+        session.add(user)
+        session.flush()
+        job = service.create_job(
+            session=session,
+            owner=user,
+            job_type="dummy",
+            params={"delay_seconds": 0, "fail_times": fail_times},
+            max_attempts=get_settings().max_attempts,
+        )
+        job.status = status
+        return job.id
+
+
+def _job(job_id: str) -> ReportJob:
+    with session_scope() as session:
+        job = session.get(ReportJob, job_id)
+        assert job is not None
+        return job
+
+
+def test_final_states_have_no_exit() -> None:
+    for final in (S.COMPLETED, S.FAILED, S.CANCELLED):
+        assert ALLOWED[final] == frozenset()
+        with pytest.raises(IllegalTransition):
+            check(final, S.STARTED)
+
+
+def test_illegal_transition_is_refused_before_touching_the_row(database_url: str) -> None:
+    job_id = _new_job()
+    with session_scope() as session, pytest.raises(IllegalTransition):
+        transition(session, job_id, source=[S.COMPLETED], target=S.QUEUED)
+    assert _job(job_id).status == S.QUEUED
+
+
+def test_transition_is_compare_and_set(database_url: str) -> None:
+    job_id = _new_job()
+    with session_scope() as session:
+        assert transition(session, job_id, source=[S.QUEUED], target=S.CANCELLED)
+        assert not transition(session, job_id, source=[S.QUEUED], target=S.STARTED)
+    assert _job(job_id).status == S.CANCELLED
+
+
+def test_only_one_claim_wins(database_url: str) -> None:
+    job_id = _new_job()
+    stale = utcnow() - timedelta(seconds=60)
+    with session_scope() as first, session_scope() as second:
+        assert service.claim(session=first, job_id=job_id, worker="a", stale_before=stale)
+        assert service.claim(session=second, job_id=job_id, worker="b", stale_before=stale) is None
+    job = _job(job_id)
+    assert (job.status, job.attempts, job.worker) == (S.STARTED, 1, "a")
+
+
+def test_stale_started_job_can_be_taken_over(database_url: str) -> None:
+    job_id = _new_job()
+    with session_scope() as session:
+        service.claim(session=session, job_id=job_id, worker="dead", stale_before=utcnow())
+    with session_scope() as session:
+        fresh = utcnow() - timedelta(seconds=60)
+        assert service.claim(session=session, job_id=job_id, worker="b", stale_before=fresh) is None
+        later = utcnow() + timedelta(seconds=1)
+        taken = service.claim(session=session, job_id=job_id, worker="b", stale_before=later)
+        assert taken is not None and taken.attempts == 2
+
+
+def test_run_job_twice_runs_once_and_writes_one_artifact(database_url: str) -> None:
+    job_id = _new_job()
+    first = run_job(job_id)
+    second = run_job(job_id)
+    assert (first.status, second.status) == ("completed", "skipped")
+    job = _job(job_id)
+    assert job.status == S.COMPLETED and job.attempts == 1
+    files = list((get_settings().storage_root / "artifacts" / job_id).iterdir())
+    assert [f.name for f in files] == ["dummy-report.json"]
+    assert job.artifact_size == files[0].stat().st_size
+    assert job.artifact_sha256 and len(job.artifact_sha256) == 64
+
+
+def test_cancelled_job_is_never_run(database_url: str) -> None:
+    job_id = _new_job()
+    with session_scope() as session:
+        service.cancel_job(session=session, job=session.get(ReportJob, job_id))  # type: ignore[arg-type]
+    assert run_job(job_id).status == "skipped"
+    assert _job(job_id).status == S.CANCELLED
+
+
+def test_retry_waits_for_its_backoff(database_url: str) -> None:
+    job_id = _new_job(fail_times=1)
+    outcome = run_job(job_id)
+    assert outcome.status == "retrying"
+    assert outcome.retry_in == get_settings().retry_delay(1)
+    job = _job(job_id)
+    assert job.status == S.RETRYING and job.next_attempt_at is not None
+    assert "simulated transient failure" in (job.error or "")
+    # A delivery that arrives before the backoff is over is refused, not run early.
+    assert run_job(job_id).status == "skipped"
+
+
+def test_reaper_requeues_then_fails_poison_jobs(database_url: str) -> None:
+    job_id = _new_job()
+    max_attempts = get_settings().max_attempts
+    for attempt in range(1, max_attempts + 1):
+        with session_scope() as session:
+            job = service.claim(session=session, job_id=job_id, worker="w", stale_before=utcnow())
+            assert job is not None and job.attempts == attempt
+        with session_scope() as session:
+            requeued, failed = service.requeue_stale(
+                session=session, stale_before=utcnow() + timedelta(seconds=1)
+            )
+        if attempt < max_attempts:
+            assert (requeued, failed) == ([job_id], [])
+            assert _job(job_id).status == S.QUEUED
+        else:
+            assert (requeued, failed) == ([], [job_id])
+    job = _job(job_id)
+    assert job.status == S.FAILED
+    assert "worker lost" in (job.error or "")
+
+
+def test_tokens_are_stored_hashed(database_url: str) -> None:
+    with session_scope() as session:
+        token = create_token(session=session, name="hash-check")
+    with session_scope() as session:
+        stored = session.scalars(select(ApiToken.token_hash)).all()
+        assert token not in stored
+        assert hash_token(token) in stored
+        user = user_for_token(session=session, token=token)
+        assert user is not None and user.name == "hash-check"
+        assert user_for_token(session=session, token=token + "x") is None
+
+
+def test_storage_root_holds_no_client_paths(database_url: str, tmp_path: Path) -> None:
+    from app.jobs.artifacts import resolve, safe_filename
+
+    assert safe_filename("../../etc/passwd") == "passwd"
+    with pytest.raises(ValueError):
+        resolve(get_settings(), "../outside.txt")
