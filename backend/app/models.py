@@ -109,6 +109,8 @@ class ReportJob(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """One entry per finished attempt: when it ran, how it ended, and why."""
 
     artifact_path: Mapped[str | None] = mapped_column(String(500), default=None)
     artifact_name: Mapped[str | None] = mapped_column(String(255), default=None)

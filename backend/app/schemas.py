@@ -51,6 +51,7 @@ class JobRead(BaseModel):
     error: str | None
     result: dict[str, Any] | None
     download_url: str | None
+    history: list[dict[str, Any]] = []
     backend_state: str | None = None
 
     @classmethod
@@ -74,6 +75,7 @@ class JobRead(BaseModel):
                 if job.status == "completed" and job.artifact_path
                 else None
             ),
+            history=job.history or [],
             backend_state=backend_state,
         )
 

@@ -12,6 +12,7 @@ with CI=true, where a missing PostgreSQL fails the run.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -29,6 +30,8 @@ from app.core.config import Settings, set_settings
 from app.core.db import session_scope
 from app.main import create_app
 from app.users import create_token
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the failures
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

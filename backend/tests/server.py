@@ -45,7 +45,10 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [str(BIN / "reportctl"), "serve"], env=self.env, stdout=log, stderr=log,
+            [str(BIN / "reportctl"), "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -14,9 +14,7 @@ from tests.server import ServerProcess, pid_alive, reportctl
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
-def test_sigkill_with_jobs_queued_and_running_loses_nothing(
-    db_kind: str, tmp_path: Path
-) -> None:
+def test_sigkill_with_jobs_queued_and_running_loses_nothing(db_kind: str, tmp_path: Path) -> None:
     database = fresh_database(db_kind, tmp_path, migrate=False)
     env = {
         **os.environ,

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("result", sa.JSON, nullable=True),
         sa.Column("worker", sa.String(200), nullable=True),
+        sa.Column("history", sa.JSON, nullable=False),
         sa.Column("artifact_path", sa.String(500), nullable=True),
         sa.Column("artifact_name", sa.String(255), nullable=True),
         sa.Column("artifact_mime", sa.String(100), nullable=True),

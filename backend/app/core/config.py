@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     CELERY_RESULT_BACKEND: str = ""
     RQ_REDIS_URL: str = ""
     BROKER_PUBLISH_TIMEOUT_SECONDS: float = 1.0
+    # Redis redelivers an unacknowledged message after this long; it must exceed the hard
+    # time limit plus the longest backoff, or a running job would be delivered twice.
+    BROKER_VISIBILITY_TIMEOUT_SECONDS: float | None = None
+    VISIBILITY_MARGIN_SECONDS: float = 300.0
+    BEAT_RELAY_SECONDS: float = 15.0
+    HEALTH_CHECK_SECONDS: float = 300.0
     BACKEND_HEALTH_TTL_SECONDS: float = 5.0
     CIRCUIT_BREAKER_COOLDOWN_SECONDS: float = 10.0
 
@@ -132,6 +138,22 @@ class Settings(BaseSettings):
     def max_attempts(self) -> int:
         return self.JOB_MAX_RETRIES + 1
 
+    @property
+    def longest_backoff(self) -> float:
+        return self.retry_delay(self.JOB_MAX_RETRIES)
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Checked at start-up: above the hard limit plus the longest backoff."""
+        floor = self.JOB_HARD_TIME_LIMIT_SECONDS + self.longest_backoff
+        value = self.BROKER_VISIBILITY_TIMEOUT_SECONDS or floor + self.VISIBILITY_MARGIN_SECONDS
+        if value <= floor:
+            raise ValueError(
+                f"BROKER_VISIBILITY_TIMEOUT_SECONDS={value:g} must exceed the hard time limit "
+                f"plus the longest backoff ({floor:g} s), or running jobs get delivered twice"
+            )
+        return value
+
 
 _TEST_PROFILE: dict[str, object] = {
     "JOB_RETRY_BACKOFF_SECONDS": 0.2,
@@ -144,6 +166,8 @@ _TEST_PROFILE: dict[str, object] = {
     "LOCAL_POLL_SECONDS": 0.2,
     "BACKEND_HEALTH_TTL_SECONDS": 1.0,
     "CIRCUIT_BREAKER_COOLDOWN_SECONDS": 1.0,
+    "VISIBILITY_MARGIN_SECONDS": 10.0,
+    "BEAT_RELAY_SECONDS": 1.0,
 }
 
 _override: Settings | None = None

@@ -37,3 +37,4 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.LOG_LEVEL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

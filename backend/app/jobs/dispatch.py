@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -31,18 +32,25 @@ class Dispatcher:
         self.settings = settings
         self.backends: dict[str, Backend] = {"local": LocalBackend(wake_local)}
         self.breakers: dict[str, Breaker] = {}
+        by_server: dict[str, Breaker] = {}
         if settings.CELERY_BROKER_URL and settings.JOB_BACKEND in ("auto", "celery"):
             from app.jobs.backends.celery_backend import CeleryBackend
 
-            self._add(CeleryBackend(settings))
+            self._add(CeleryBackend(settings), settings.CELERY_BROKER_URL, by_server)
         if settings.RQ_REDIS_URL and settings.JOB_BACKEND in ("auto", "rq"):
             from app.jobs.backends.rq_backend import RqBackend
 
-            self._add(RqBackend(settings))
+            self._add(RqBackend(settings), settings.RQ_REDIS_URL, by_server)
 
-    def _add(self, backend: Backend) -> None:
+    def _add(self, backend: Backend, url: str, by_server: dict[str, Breaker]) -> None:
+        """Backends on the same server share a breaker: one timeout tells about both."""
+        parts = urlsplit(url)
+        server = f"{parts.hostname}:{parts.port}"
+        breaker = by_server.setdefault(
+            server, Breaker(self.settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+        )
         self.backends[backend.name] = backend
-        self.breakers[backend.name] = Breaker(self.settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+        self.breakers[backend.name] = breaker
 
     def candidates(self, kind: JobKind) -> list[str]:
         """Backends to try for `kind`, best first."""

@@ -44,7 +44,7 @@ def relay_once(
             session=session, stale_before=now - timedelta(seconds=stale)
         )
     for job_id in report.requeued:
-        _republish(dispatcher, job_id)
+        _guarded(_republish, dispatcher, job_id)
 
     grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
     with session_scope() as session:
@@ -55,12 +55,10 @@ def relay_once(
             if (job := session.get(ReportJob, job_id)) is not None and job.backend != "local"
         ]
     for job_id in pending:
-        status, _ = dispatcher.submit(job_id)
-        if status == S.QUEUED:
+        if _guarded(dispatcher.submit, job_id) == S.QUEUED:
             report.published.append(job_id)
     for job_id in overdue:
-        status, _ = dispatcher.submit(job_id)
-        if status == S.QUEUED:
+        if _guarded(dispatcher.submit, job_id) == S.QUEUED:
             report.retried.append(job_id)
     if report.published or report.requeued or report.failed or report.retried:
         log.info(
@@ -71,6 +69,16 @@ def relay_once(
             len(report.retried),
         )
     return report
+
+
+def _guarded(action: Callable[..., object], *args: object) -> str | None:
+    """One job's failure must not stop the pass: the others still get published."""
+    try:
+        result = action(*args)
+    except Exception:
+        log.exception("relay: %s%r failed", getattr(action, "__name__", action), args)
+        return None
+    return result[0] if isinstance(result, tuple) else None
 
 
 def _republish(dispatcher: Dispatcher, job_id: str) -> None:

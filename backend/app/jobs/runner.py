@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.jobs import artifacts, service
@@ -194,9 +196,30 @@ def _with(base: RunOutcome, **changes: Any) -> RunOutcome:
 def _end(job_id: str, attempt: int, target: JobStatus, **values: object) -> bool:
     values.setdefault("finished_at", utcnow())
     with session_scope() as session:
+        values["history"] = _history_with(session, job_id, attempt, str(target), values)
         return service.finish(
             session=session, job_id=job_id, attempt=attempt, target=target, **values
         )
+
+
+def _history_with(
+    session: Session, job_id: str, attempt: int, outcome: str, values: dict[str, object]
+) -> list[dict[str, Any]]:
+    """The job's attempt log plus this attempt (the caller owns the attempt, so no race)."""
+    job = session.get(ReportJob, job_id)
+    history = list(job.history or []) if job else []
+    started = job.started_at if job else None
+    history.append(
+        {
+            "attempt": attempt,
+            "started_at": started.isoformat() if started else None,
+            "ended_at": utcnow().isoformat(),
+            "outcome": outcome,
+            "error": values.get("error"),
+            "worker": job.worker if job else None,
+        }
+    )
+    return history
 
 
 def _retry_or_fail(
@@ -214,16 +237,15 @@ def _retry_or_fail(
         _end(job_id, attempt, S.FAILED, error=f"gave up after {attempt} attempts: {message}")
         return _with(base, status="failed", duration=duration)
     delay = settings.retry_delay(attempt)
-    with session_scope() as session:
-        moved = service.finish(
-            session=session,
-            job_id=job_id,
-            attempt=attempt,
-            target=S.RETRYING,
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-            error=f"attempt {attempt} failed: {message}; retrying in {delay:g} s",
-            progress_message=f"retrying in {delay:g} s",
-        )
+    moved = _end(
+        job_id,
+        attempt,
+        S.RETRYING,
+        finished_at=None,
+        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        error=f"attempt {attempt} failed: {message}; retrying in {delay:g} s",
+        progress_message=f"retrying in {delay:g} s",
+    )
     if not moved:
         return _with(base, status="cancelled", duration=duration)
     log.info("job %s attempt %d failed transiently, retry in %.1fs", job_id, attempt, delay)

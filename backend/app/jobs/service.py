@@ -203,6 +203,15 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
     failed: list[str] = []
     for job in rows:
         guard = [ReportJob.attempts == job.attempts, ReportJob.heartbeat_at == job.heartbeat_at]
+        lost = {
+            "attempt": job.attempts,
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "ended_at": utcnow().isoformat(),
+            "outcome": "lost",
+            "error": "worker stopped heart-beating",
+            "worker": job.worker,
+        }
+        history = [*(job.history or []), lost]
         if job.attempts >= job.max_attempts:
             if transition(
                 session,
@@ -215,6 +224,7 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
                     f"worker lost during attempt {job.attempts} of {job.max_attempts}; "
                     "gave up (the job may crash its worker)"
                 ),
+                history=history,
             ):
                 failed.append(job.id)
         elif transition(
@@ -225,6 +235,7 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
             where=guard,
             queued_at=utcnow(),
             progress_message="worker lost; re-queued",
+            history=history,
         ):
             requeued.append(job.id)
     session.commit()

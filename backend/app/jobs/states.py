@@ -19,7 +19,8 @@ S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     # A worker may claim a job whose "queued" mark it overtook (publish, then mark).
     S.PENDING: frozenset({S.QUEUED, S.STARTED, S.CANCELLED, S.FAILED}),
-    S.QUEUED: frozenset({S.STARTED, S.PENDING, S.CANCELLED, S.FAILED}),
+    # queued -> queued is a re-publish (the reaper's, or a move to a fallback backend).
+    S.QUEUED: frozenset({S.QUEUED, S.STARTED, S.PENDING, S.CANCELLED, S.FAILED}),
     # started -> started is a takeover of a job whose worker stopped heart-beating;
     # started -> queued is the reaper handing it back to its backend.
     S.STARTED: frozenset({S.COMPLETED, S.FAILED, S.RETRYING, S.CANCELLED, S.QUEUED, S.STARTED}),

@@ -19,18 +19,22 @@ def run(ctx: JobContext) -> JobOutput:
     fail_times = int(ctx.params.get("fail_times", 0))
     if ctx.attempt <= fail_times:
         raise TransientJobError(f"simulated transient failure {ctx.attempt} of {fail_times}")
+    # The file is written as the work goes, like a real report: an interrupted attempt
+    # leaves a partial file that the runner must clean up.
+    path = ctx.temp_path(".json")
     deadline = time.monotonic() + delay
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.1))
-        done = 100.0 * (1 - max(deadline - time.monotonic(), 0) / delay)
-        ctx.progress(done, f"working ({done:.0f}%)")
+    with path.open("w") as partial:
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+            done = 100.0 * (1 - max(deadline - time.monotonic(), 0) / delay)
+            partial.write(f"{done:.0f}\n")
+            ctx.progress(done, f"working ({done:.0f}%)")
     result = {
         "message": "dummy report ready",
         "attempt": ctx.attempt,
         "slept_seconds": delay,
         "generated_at": utcnow().isoformat(),
     }
-    path = ctx.temp_path(".json")
     path.write_text(json.dumps(result, indent=2))
     return JobOutput(
         result=result,

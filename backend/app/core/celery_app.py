@@ -1,0 +1,143 @@
+"""The Celery application, configured from Settings.
+
+Reliability comes from the settings here plus the job row: JSON only (a pickle on the queue is
+refused), late acks and reject-on-worker-lost (a killed worker's job is redelivered), prefetch
+1 (a long report does not hold others hostage), a visibility timeout above the hard time limit
+plus the longest backoff (no double delivery of a running job), and `run_job`'s claim, which
+makes any redelivery that still slips through a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, signals
+from celery.schedules import crontab
+from kombu import Queue
+
+from app.core.config import Settings, get_settings
+from app.jobs.registry import DEFAULT_QUEUE, KINDS, QUEUES, REPORTS_QUEUE
+
+TASK_MODULES = [
+    "app.services.celery_report_tasks",
+    "app.services.document_tasks",
+    "app.services.notification_tasks",
+    "app.services.monitoring_tasks",
+]
+
+_REPORT_TASKS = "app.services.celery_report_tasks."
+_MONITORING_TASKS = "app.services.monitoring_tasks."
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    """Every job task goes to its kind's queue; housekeeping goes to `reports` or `celery`."""
+    routes = {kind.task_name: {"queue": kind.queue} for kind in KINDS.values()}
+    routes[_REPORT_TASKS + "cleanup_old_report_jobs"] = {"queue": REPORTS_QUEUE}
+    routes[_MONITORING_TASKS + "*"] = {"queue": DEFAULT_QUEUE}
+    return routes
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "cleanup-old-report-jobs": {
+            "task": _REPORT_TASKS + "cleanup_old_report_jobs",
+            "schedule": crontab(minute="0"),
+        },
+        "health-check": {
+            "task": _MONITORING_TASKS + "health_check",
+            "schedule": timedelta(seconds=settings.HEALTH_CHECK_SECONDS),
+        },
+        "system-metrics": {
+            "task": _MONITORING_TASKS + "collect_system_metrics",
+            "schedule": timedelta(seconds=60),
+        },
+        "daily-metrics-report": {
+            "task": _MONITORING_TASKS + "daily_metrics_report",
+            "schedule": crontab(hour="0", minute="5"),
+        },
+        "relay-outbox": {
+            "task": _MONITORING_TASKS + "relay_outbox",
+            "schedule": timedelta(seconds=settings.BEAT_RELAY_SECONDS),
+            "options": {"expires": settings.BEAT_RELAY_SECONDS * 4},
+        },
+    }
+
+
+def create_celery(settings: Settings, *, publisher: bool = False) -> Celery:
+    """The app for workers and beat, or (`publisher=True`) the API's bounded publisher.
+
+    The publisher never touches the result store (Celery would otherwise subscribe to each
+    task's result as it sends it, and with Redis down that retries for 20 s) and makes one
+    connection attempt per publish (kombu would otherwise retry for seconds)."""
+    timeout = settings.BROKER_PUBLISH_TIMEOUT_SECONDS
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": max(timeout, 5.0),
+    }
+    if publisher:
+        transport_options.update(max_retries=0, connect_retries_timeout=timeout)
+    app = Celery(
+        "report_jobs",
+        broker=settings.CELERY_BROKER_URL or "memory://",
+        backend=None if publisher else (settings.CELERY_RESULT_BACKEND or None),
+        include=TASK_MODULES,
+    )
+    app.conf.update(
+        # Security: messages are JSON; anything else is refused before it is decoded.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # Reliability.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_SECONDS,
+        task_time_limit=settings.JOB_HARD_TIME_LIMIT_SECONDS,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=timeout,
+        redis_socket_connect_timeout=timeout,
+        redis_socket_timeout=max(timeout, 5.0),
+        redis_retry_on_timeout=False,
+        result_expires=timedelta(days=settings.JOB_RETENTION_DAYS),
+        result_extended=True,
+        # Queues and routing.
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes=task_routes(),
+        task_create_missing_queues=False,
+        # Observability (Flower needs events).
+        task_track_started=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        # Profiles: prod is strict; nothing ever runs eagerly outside unit tests.
+        task_always_eager=False,
+        task_eager_propagates=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())
+
+
+@signals.worker_process_init.connect
+def _child_init(**_: Any) -> None:
+    """A forked pool child must not reuse its parent's database connections."""
+    from app.core.db import dispose_engines
+
+    dispose_engines()
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    from app.core.logging import configure_logging
+
+    configure_logging(get_settings())

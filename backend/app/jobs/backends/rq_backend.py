@@ -1,0 +1,58 @@
+"""RQ over Redis: the first fallback for light jobs when Celery is unavailable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from app.core.config import Settings
+from app.jobs.backends import redis_util
+from app.jobs.backends.base import BackendUnavailable
+from app.jobs.registry import QUEUES, JobKind
+
+RQ_ENTRY_POINT = "app.services.rq_tasks.run"
+
+
+class RqBackend:
+    name = "rq"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis_util.client(
+            settings.RQ_REDIS_URL, settings.BROKER_PUBLISH_TIMEOUT_SECONDS
+        )
+
+    def _queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.redis)
+
+    def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
+        queue = self._queue(kind.queue)
+        options = {
+            "job_id": job_id,
+            "job_timeout": self.settings.JOB_HARD_TIME_LIMIT_SECONDS,
+            "result_ttl": int(self.settings.JOB_RETENTION_DAYS * 86400),
+            "failure_ttl": int(self.settings.JOB_RETENTION_DAYS * 86400),
+        }
+        try:
+            if countdown:
+                queue.enqueue_in(timedelta(seconds=countdown), RQ_ENTRY_POINT, job_id, **options)
+            else:
+                queue.enqueue(RQ_ENTRY_POINT, job_id, **options)
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable(f"RQ Redis unreachable: {exc}") from exc
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    def live_state(self, job_id: str) -> str | None:
+        try:
+            return str(Job.fetch(job_id, connection=self.redis).get_status())
+        except NoSuchJobError:
+            return "missing"
+
+    def queue_lengths(self) -> dict[str, int]:
+        return {name: self._queue(name).count for name in QUEUES}

@@ -1,0 +1,215 @@
+"""Run and inspect the workers.
+
+    python celery_manager.py worker QUEUE[,QUEUE...] CONCURRENCY   e.g. worker reports 4
+    python celery_manager.py beat                                  periodic tasks
+    python celery_manager.py flower PORT                           web UI (basic auth required)
+    python celery_manager.py status                                workers, queues, jobs
+    python celery_manager.py rq-worker [QUEUE ...]                 the RQ fallback worker
+
+Every command reads the same environment as the API (CELERY_BROKER_URL, DATABASE_URL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from app.core.config import get_settings
+from app.jobs.registry import QUEUES, REPORTS_QUEUE
+
+CELERY_APP = "app.core.celery_app:celery_app"
+
+
+def _queues(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown queue {', '.join(unknown) or value!r}; choose from {', '.join(QUEUES)}"
+        )
+    return names
+
+
+def _exec(argv: list[str]) -> int:
+    """Replace this process, so signals (TERM for a warm shutdown) reach Celery directly."""
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def worker_argv(queues: list[str], concurrency: int, loglevel: str) -> list[str]:
+    settings = get_settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{'+'.join(queues)}-%h-{os.getpid()}@%h",
+        "--loglevel",
+        loglevel,
+        "-E",
+    ]
+    if REPORTS_QUEUE in queues:
+        # Report builders can hold a lot of memory; recycle a child that grew too much.
+        argv += ["--max-memory-per-child", str(settings.WORKER_MAX_MEMORY_PER_CHILD_KB)]
+    return argv
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    get_settings().visibility_timeout  # noqa: B018 - fail fast on an unsafe configuration
+    return _exec(worker_argv(args.queues, args.concurrency, args.loglevel))
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    schedule = settings.VAR_DIR / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "beat",
+            "--schedule",
+            str(schedule),
+            "--loglevel",
+            args.loglevel,
+        ]
+    )
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    password = settings.FLOWER_PASSWORD.get_secret_value()
+    if not settings.FLOWER_USER or not password:
+        print(
+            "Flower needs FLOWER_USER and FLOWER_PASSWORD: it shows every task's arguments "
+            "and can revoke them, so it never runs open.",
+            file=sys.stderr,
+        )
+        return 2
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "flower",
+            f"--port={args.port}",
+            f"--address={args.address}",
+            f"--basic-auth={settings.FLOWER_USER}:{password}",
+        ]
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from app.core.db import session_scope
+    from app.jobs.dispatch import Dispatcher
+    from app.models import ReportJob
+
+    settings = get_settings()
+    dispatcher = Dispatcher(settings)
+    health = dispatcher.probe()
+    print("backends:")
+    for name, ok in health.items():
+        print(f"  {name:8} {'up' if ok else 'DOWN'}")
+    if "celery" in dispatcher.backends and health.get("celery"):
+        from app.core.celery_app import celery_app
+
+        replies = celery_app.control.inspect(timeout=args.timeout).active_queues() or {}
+        print(f"workers: {len(replies)}")
+        for worker, queues in sorted(replies.items()):
+            names = ",".join(sorted(q["name"] for q in queues))
+            print(f"  {worker}  queues={names}")
+    for name, backend in dispatcher.backends.items():
+        if health.get(name):
+            lengths = backend.queue_lengths()
+            if lengths:
+                print(
+                    f"queue lengths ({name}): " + ", ".join(f"{q}={n}" for q, n in lengths.items())
+                )
+    with session_scope() as session:
+        rows = session.execute(
+            select(ReportJob.status, func.count()).group_by(ReportJob.status)
+        ).all()
+    print("jobs by status: " + (", ".join(f"{s}={n}" for s, n in sorted(rows)) or "none"))
+    return 0
+
+
+def cmd_rq_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.RQ_REDIS_URL:
+        print("RQ_REDIS_URL is not set", file=sys.stderr)
+        return 2
+    unknown = [name for name in args.queues if name not in QUEUES]
+    if unknown:
+        print(
+            f"unknown queue {', '.join(unknown)}; choose from {', '.join(QUEUES)}", file=sys.stderr
+        )
+        return 2
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--with-scheduler",
+            "--url",
+            settings.RQ_REDIS_URL,
+            *(args.queues or list(QUEUES)),
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="celery_manager.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="a Celery worker for one or more queues")
+    worker.add_argument("queues", type=_queues, help=f"comma-separated, from {', '.join(QUEUES)}")
+    worker.add_argument("concurrency", type=int, nargs="?", default=2)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+    beat = commands.add_parser("beat", help="the periodic task scheduler")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(func=cmd_beat)
+    flower = commands.add_parser("flower", help="Flower web UI with basic auth")
+    flower.add_argument("port", type=int, nargs="?", default=5555)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.set_defaults(func=cmd_flower)
+    status = commands.add_parser("status", help="workers alive, queue lengths, jobs by status")
+    status.add_argument("--timeout", type=float, default=2.0)
+    status.set_defaults(func=cmd_status)
+    rq_worker = commands.add_parser("rq-worker", help="an RQ worker (fallback backend)")
+    rq_worker.add_argument("queues", nargs="*", help=f"default: all of {', '.join(QUEUES)}")
+    rq_worker.set_defaults(func=cmd_rq_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
