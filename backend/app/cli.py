@@ -3,6 +3,8 @@
 reportctl token create NAME [--admin]   print a new API token (only the token, on stdout)
 reportctl db upgrade                    apply migrations
 reportctl serve [--host H] [--port P]   run the API (embedded executor included)
+reportctl submit pdf|excel|analysis --rows N [--wait] [--out FILE]
+                                        post a heavy report, show progress, save the file
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=_serve)
+
+    from app.cli_submit import add_submit_parser
+
+    add_submit_parser(commands)
     return parser
 
 

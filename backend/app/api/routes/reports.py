@@ -15,6 +15,8 @@ from app.jobs.dispatch import get_dispatcher
 from app.jobs.hybrid import reconcile
 from app.jobs.submit import accept_job
 from app.models import JobStatus, ReportJob, User
+from app.reports.dataset_store import prepare_heavy_params
+from app.reports.spec import HeavyReportRequest, InvalidReportRequest
 from app.schemas import DummyReportRequest, JobAccepted, JobList, JobRead
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -31,6 +33,26 @@ def create_dummy_report(
     """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded."""
     request = body or DummyReportRequest()
     return accept_job(session=session, owner=user, job_type="dummy", params=request.model_dump())
+
+
+@router.post("/heavy", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+def create_heavy_report(
+    body: HeavyReportRequest, session: SessionDep, user: CurrentUser
+) -> JobAccepted:
+    """PDF, Excel or analysis report from a dataset. Runs on Celery only: while the broker is
+    down the job waits `pending` and the outbox relay publishes it when it is back."""
+    if body.notify == "email" and not user.email:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="notify: 'email' needs an address on your user; set it with "
+            "`reportctl token create NAME --email you@example.com`.",
+        )
+    try:
+        params = prepare_heavy_params(session=session, owner_id=user.id, request=body)
+    except InvalidReportRequest as exc:
+        code = getattr(exc, "status_code", status.HTTP_422_UNPROCESSABLE_CONTENT)
+        raise HTTPException(code, detail=str(exc)) from exc
+    return accept_job(session=session, owner=user, job_type=body.report_type, params=params)
 
 
 @router.get("/jobs", response_model=JobList)
