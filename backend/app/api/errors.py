@@ -41,10 +41,18 @@ class BodySizeLimit:
     uploads enforce it again while streaming).
     """
 
-    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        json_limit: int,
+        upload_limit: int,
+        json_limits_by_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
+        self.json_limits_by_path = json_limits_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +60,10 @@ class BodySizeLimit:
             return
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"").decode("latin-1")
-        limit = self.upload_limit if content_type.startswith("multipart/") else self.json_limit
+        if content_type.startswith("multipart/"):
+            limit = self.upload_limit
+        else:
+            limit = self.json_limits_by_path.get(scope.get("path", ""), self.json_limit)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)

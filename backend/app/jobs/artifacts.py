@@ -76,7 +76,19 @@ def resolve(settings: Settings, relative_path: str) -> Path:
     return path
 
 
-def remove_job_files(settings: Settings, job_id: str) -> None:
-    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+def discard_scratch(settings: Settings, job_id: str) -> None:
+    """Partial output of an attempt that did not finish (files or work directories)."""
     for leftover in scratch_dir(settings).glob(f"{job_id}-*"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def remove_job_files(settings: Settings, job_id: str) -> None:
+    """Everything a job left on disk: its artifact, scratch files and mail ledger."""
+    from app.notifications.ledger import remove_ledger
+
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    discard_scratch(settings, job_id)
+    remove_ledger(settings, job_id)

@@ -1,0 +1,129 @@
+"""Document routes: upload (optionally starting OCR/thumbnails), list, read, start jobs.
+
+Jobs go through `accept_job`, so they are followed like any other at /reports/jobs/{id}.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile, status
+
+from app.api.deps import CurrentUser, SessionDep
+from app.core.config import get_settings
+from app.documents import store
+from app.documents.models import Document
+from app.documents.schemas import (
+    DocumentList,
+    DocumentRead,
+    DocumentUploaded,
+    OcrRequest,
+    ThumbnailsRequest,
+)
+from app.documents.sniff import ACCEPTED_DESCRIPTION, DocumentRejected
+from app.jobs.submit import accept_job
+from app.models import User
+from app.schemas import JobAccepted
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+NOT_FOUND = "No document with this id for this token."
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DocumentUploaded)
+def upload_document(
+    session: SessionDep,
+    user: CurrentUser,
+    response: Response,
+    file: Annotated[UploadFile, File(description=f"The document: {ACCEPTED_DESCRIPTION}.")],
+    ocr: Annotated[bool, Form(description="Start an OCR job.")] = False,
+    thumbnails: Annotated[bool, Form(description="Start a thumbnails job.")] = False,
+    ocr_query: Annotated[bool, Query(alias="ocr", include_in_schema=False)] = False,
+    thumbnails_query: Annotated[bool, Query(alias="thumbnails", include_in_schema=False)] = False,
+) -> DocumentUploaded:
+    """Store a document; its type comes from its content (never its name), then it is decoded
+    to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs."""
+    settings = get_settings()
+    try:
+        document = store.save_upload(settings=settings, session=session, owner=user,
+                                     source=file.file, filename=file.filename or "")
+    except DocumentRejected as exc:
+        raise HTTPException(exc.status_code, detail=exc.message) from None
+    try:
+        session.commit()
+    except BaseException:
+        store.absolute_path(settings, document).unlink(missing_ok=True)
+        raise
+    response.headers["Location"] = f"/documents/{document.id}"
+    jobs: dict[str, JobAccepted] = {}
+    if ocr or ocr_query:
+        jobs["ocr"] = _start(session, user, document, "ocr", {})
+    if thumbnails or thumbnails_query:
+        jobs["thumbnails"] = _start(session, user, document, "thumbnails", {})
+    return DocumentUploaded(document=DocumentRead.from_row(document), jobs=jobs)
+
+
+@router.get("", response_model=DocumentList)
+def list_documents(
+    session: SessionDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentList:
+    items, total = store.list_owned(session=session, owner=user, limit=limit, offset=offset)
+    return DocumentList(items=[DocumentRead.from_row(d) for d in items], total=total,
+                        limit=limit, offset=offset)
+
+
+@router.get("/{document_id}", response_model=DocumentRead)
+def get_document(document_id: str, session: SessionDep, user: CurrentUser) -> DocumentRead:
+    return DocumentRead.from_row(_owned(session, user, document_id))
+
+
+@router.post("/{document_id}/ocr", status_code=status.HTTP_202_ACCEPTED,
+             response_model=JobAccepted)
+def start_ocr(
+    document_id: str,
+    session: SessionDep,
+    user: CurrentUser,
+    body: Annotated[OcrRequest | None, Body()] = None,
+) -> JobAccepted:
+    """Text of every page (job result) and a searchable PDF (job download)."""
+    document = _owned(session, user, document_id)
+    request = body or OcrRequest()
+    extra = {"languages": request.languages} if request.languages else {}
+    return _start(session, user, document, "ocr", extra)
+
+
+@router.post("/{document_id}/thumbnails", status_code=status.HTTP_202_ACCEPTED,
+             response_model=JobAccepted)
+def start_thumbnails(
+    document_id: str,
+    session: SessionDep,
+    user: CurrentUser,
+    body: Annotated[ThumbnailsRequest | None, Body()] = None,
+) -> JobAccepted:
+    """A ZIP of every THUMBNAIL_SIZES size (job download), listed in the job result."""
+    document = _owned(session, user, document_id)
+    request = body or ThumbnailsRequest()
+    return _start(session, user, document, "thumbnails", {"pages": request.pages})
+
+
+def _owned(session: SessionDep, user: User, document_id: str) -> Document:
+    try:
+        return store.get_owned(session=session, owner=user, document_id=document_id)
+    except store.DocumentNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
+
+
+def _start(
+    session: SessionDep, user: User, document: Document, job_type: str, extra: dict[str, Any]
+) -> JobAccepted:
+    params = {
+        "document_id": document.id,
+        "document_path": str(store.absolute_path(get_settings(), document)),
+        "mime_type": document.mime_type,
+        "filename": document.filename,
+        **extra,
+    }
+    return accept_job(session=session, owner=user, job_type=job_type, params=params)

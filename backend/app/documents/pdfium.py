@@ -1,0 +1,90 @@
+"""pypdfium2 behind one process-wide lock.
+
+PDFium is not thread-safe, and the API sniffs uploads in FastAPI's thread pool while a worker
+may render pages, so every PDFium call in this package goes through `PDFIUM_LOCK`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pypdfium2 as pdfium
+from PIL import Image
+
+PDFIUM_LOCK = threading.RLock()
+
+# A poster-sized page at 300 dpi would need gigabytes; above this many pixels the render
+# scale is lowered so one page never takes more than ~120 MB as 8-bit RGB.
+MAX_RENDER_PIXELS = 40_000_000
+
+PdfiumError = pdfium.PdfiumError
+
+
+@contextmanager
+def open_pdf(path: Path) -> Iterator[pdfium.PdfDocument]:
+    """Open a PDF for reading; closed under the lock so no finalizer races another thread."""
+    with PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument(str(path))
+    try:
+        yield pdf
+    finally:
+        with PDFIUM_LOCK:
+            pdf.close()
+
+
+def page_count(pdf: pdfium.PdfDocument) -> int:
+    with PDFIUM_LOCK:
+        return len(pdf)
+
+
+def render_page(
+    pdf: pdfium.PdfDocument, index: int, *, scale: float, grayscale: bool = False
+) -> Image.Image:
+    """Render page `index` (0-based) at `scale` (1.0 = 72 dpi), capped at MAX_RENDER_PIXELS."""
+    with PDFIUM_LOCK:
+        page = pdf[index]
+        try:
+            width, height = page.get_size()
+            pixels = max(width * scale, 1.0) * max(height * scale, 1.0)
+            if pixels > MAX_RENDER_PIXELS:
+                scale *= (MAX_RENDER_PIXELS / pixels) ** 0.5
+            bitmap = page.render(scale=scale, grayscale=grayscale, may_draw_forms=True)
+            try:
+                image = bitmap.to_pil()
+                # to_pil() may share memory with the bitmap: copy before the bitmap is freed.
+                image = image.copy()
+            finally:
+                bitmap.close()
+        finally:
+            page.close()
+    return image
+
+
+def page_size(pdf: pdfium.PdfDocument, index: int) -> tuple[float, float]:
+    """Width and height of page `index` in points (1/72 inch)."""
+    with PDFIUM_LOCK:
+        page = pdf[index]
+        try:
+            width, height = page.get_size()
+        finally:
+            page.close()
+    return float(width), float(height)
+
+
+def merge_pdfs(parts: list[Path], dest: Path) -> None:
+    """Concatenate single-page PDFs (Tesseract's per-page output) into one file."""
+    with PDFIUM_LOCK:
+        out = pdfium.PdfDocument.new()
+        try:
+            for part in parts:
+                src = pdfium.PdfDocument(str(part))
+                try:
+                    out.import_pages(src)
+                finally:
+                    src.close()
+            out.save(str(dest))
+        finally:
+            out.close()

@@ -1,0 +1,196 @@
+"""Decide what an uploaded file really is, from its bytes, never from its name.
+
+A renamed executable (`invoice.pdf` that starts with `MZ`) must be rejected before any job
+touches it, and a file that claims to be a PDF must actually open in PDFium: the magic bytes
+choose the type, then the real decoder confirms it and counts pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+from app.documents import pdfium
+
+PDF = "application/pdf"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+
+EXTENSIONS: dict[str, str] = {PDF: ".pdf", PNG: ".png", JPEG: ".jpg", TIFF: ".tiff"}
+ACCEPTED_DESCRIPTION = "PDF, PNG, JPEG or TIFF"
+
+# Pillow format names expected for each image type (phones write JPEGs as MPO).
+_PIL_FORMATS: dict[str, tuple[str, ...]] = {PNG: ("PNG",), JPEG: ("JPEG", "MPO"), TIFF: ("TIFF",)}
+
+# Signatures of common files people upload by mistake, only to name them in the error.
+_KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
+    (b"MZ", "a Windows executable"),
+    (b"\x7fELF", "a Linux executable"),
+    (b"\xcf\xfa\xed\xfe", "a macOS executable"),
+    (b"\xca\xfe\xba\xbe", "a macOS executable or Java class"),
+    (b"#!", "a script"),
+    (b"PK\x03\x04", "a ZIP archive (or a DOCX/XLSX file)"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF file (WebP, WAV or AVI)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\xd0\xcf\x11\xe0", "a legacy Office document"),
+)
+
+PDF_HEADER_WINDOW = 1024
+"""PDF readers accept `%PDF-` anywhere in the first 1 KiB (some scanners prepend junk)."""
+
+
+class DocumentRejected(Exception):
+    """An upload that cannot become a document; `status_code` is the HTTP answer."""
+
+    status_code = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnsupportedDocumentType(DocumentRejected):
+    status_code = 415
+
+
+class CorruptDocument(DocumentRejected):
+    status_code = 422
+
+
+class TooManyPages(DocumentRejected):
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What the bytes turned out to be."""
+
+    mime_type: str
+    pages: int
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.mime_type]
+
+
+def sniff_mime(head: bytes) -> str | None:
+    """The MIME type named by the leading bytes, or None when it is not one we accept."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return TIFF
+    if b"%PDF-" in head[:PDF_HEADER_WINDOW]:
+        return PDF
+    return None
+
+
+def describe_unknown(head: bytes) -> str:
+    for magic, what in _KNOWN_OTHERS:
+        if head.startswith(magic):
+            return what
+    if not head:
+        return "an empty file"
+    return "an unrecognised format"
+
+
+def frames(image: Image.Image, mime_type: str) -> Iterator[Image.Image]:
+    """The pages of an image file: every frame of a TIFF, only the first of anything else.
+
+    An MPO's second frame is a depth map and an APNG's frames are animation, not pages.
+    """
+    if mime_type == TIFF:
+        yield from ImageSequence.Iterator(image)
+    else:
+        image.seek(0)
+        yield image
+
+
+def inspect_document(path: Path, *, max_pages: int) -> DocumentInfo:
+    """Identify and validate the file at `path`, or raise `DocumentRejected`.
+
+    Decoding is real (Pillow loads the pixels, PDFium opens the document), so a truncated or
+    corrupt file is refused at upload time instead of failing later in a job.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(PDF_HEADER_WINDOW)
+    mime = sniff_mime(head)
+    if mime is None:
+        raise UnsupportedDocumentType(
+            f"unsupported file type: the content is {describe_unknown(head)}; "
+            f"accepted types are {ACCEPTED_DESCRIPTION} (detected from the content, "
+            "not from the file name)"
+        )
+    info = _inspect_pdf(path) if mime == PDF else _inspect_image(path, mime, max_pages)
+    if info.pages > max_pages:
+        raise TooManyPages(_too_many_pages(str(info.pages), max_pages))
+    return info
+
+
+def _too_many_pages(count: str, max_pages: int) -> str:
+    return (
+        f"the document has {count} pages; the limit is {max_pages} "
+        "(DOCUMENT_MAX_PAGES): split it and upload the parts"
+    )
+
+
+def _inspect_pdf(path: Path) -> DocumentInfo:
+    width = height = 0.0
+    try:
+        with pdfium.open_pdf(path) as pdf:
+            pages = pdfium.page_count(pdf)
+            if pages:
+                width, height = pdfium.page_size(pdf, 0)
+    except pdfium.PdfiumError as exc:
+        reason = str(exc)
+        if "password" in reason.lower():
+            raise CorruptDocument(
+                "the PDF is password-protected: remove the password and upload it again"
+            ) from None
+        raise CorruptDocument(
+            f"the PDF is corrupt or truncated and cannot be read ({reason})"
+        ) from None
+    if pages == 0:
+        raise CorruptDocument("the PDF has no pages")
+    return DocumentInfo(mime_type=PDF, pages=pages, width=round(width), height=round(height))
+
+
+def _inspect_image(path: Path, mime: str, max_pages: int) -> DocumentInfo:
+    label = _PIL_FORMATS[mime][0]
+    try:
+        with Image.open(path) as image:
+            if image.format not in _PIL_FORMATS[mime]:
+                raise CorruptDocument(
+                    f"the file starts like a {label} image but decodes as {image.format}"
+                )
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
+                # Checked before decoding: a likely decompression bomb is never loaded.
+                raise CorruptDocument(
+                    f"the image is too large to process ({width}x{height} pixels; the limit "
+                    f"is {limit:,} pixels)"
+                )
+            pages = 0
+            for frame in frames(image, mime):
+                pages += 1
+                if pages > max_pages:
+                    raise TooManyPages(_too_many_pages(f"more than {max_pages}", max_pages))
+                frame.load()
+    except Image.DecompressionBombError:
+        raise CorruptDocument(
+            f"the image is too large to process (more than {Image.MAX_IMAGE_PIXELS:,} pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptDocument(
+            f"the {label} image is corrupt or truncated and cannot be decoded ({exc})"
+        ) from None
+    return DocumentInfo(mime_type=mime, pages=max(pages, 1), width=width, height=height)

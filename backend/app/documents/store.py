@@ -1,0 +1,140 @@
+"""Storing an upload: stream it to the storage volume, check what it is, then keep it.
+
+The bytes go to a temporary file on the same volume (hashed and counted on the way, cut off
+at MAX_UPLOAD_BYTES), are sniffed and decoded there, and only then renamed into place and
+recorded. A refused upload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.documents.models import Document
+from app.documents.sniff import DocumentRejected, inspect_document
+from app.models import User, new_id
+
+CHUNK = 1024 * 1024
+
+
+class UploadTooLarge(DocumentRejected):
+    status_code = 413
+
+
+class EmptyUpload(DocumentRejected):
+    status_code = 422
+
+
+class DocumentNotFound(LookupError):
+    pass
+
+
+def documents_root(settings: Settings) -> Path:
+    return settings.storage_root / "documents"
+
+
+def absolute_path(settings: Settings, document: Document) -> Path:
+    """Where the file is; refuses a row whose path would leave the storage root."""
+    root = settings.storage_root.resolve()
+    path = (root / document.path).resolve()
+    if root not in path.parents:
+        raise ValueError("document path escapes the storage root")
+    return path
+
+
+def save_upload(
+    *, settings: Settings, session: Session, owner: User, source: BinaryIO, filename: str
+) -> Document:
+    """Store the upload and add its row to `session` (the caller commits).
+
+    Raises `DocumentRejected` (413, 415 or 422) with a message for the client.
+    """
+    document_id = new_id()
+    tmp_dir = settings.storage_root / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"upload-{uuid.uuid4().hex}.part"
+    try:
+        size, digest = _copy_limited(source, tmp, settings.MAX_UPLOAD_BYTES)
+        info = inspect_document(tmp, max_pages=settings.DOCUMENT_MAX_PAGES)
+        relative = Path("documents") / document_id[:2] / f"{document_id}{info.extension}"
+        final = settings.storage_root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    document = Document(
+        id=document_id,
+        owner_id=owner.id,
+        filename=_display_name(filename, info.extension),
+        mime_type=info.mime_type,
+        path=str(relative),
+        size_bytes=size,
+        pages=info.pages,
+        sha256=digest,
+    )
+    session.add(document)
+    session.flush()
+    return document
+
+
+def get_owned(*, session: Session, owner: User, document_id: str) -> Document:
+    """The caller's document; someone else's is as absent as a missing one."""
+    document = session.get(Document, document_id)
+    if document is None or document.owner_id != owner.id:
+        raise DocumentNotFound(document_id)
+    return document
+
+
+def list_owned(
+    *, session: Session, owner: User, limit: int, offset: int
+) -> tuple[list[Document], int]:
+    query = select(Document).where(Document.owner_id == owner.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
+    ).all()
+    return list(items), int(total)
+
+
+def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := source.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise UploadTooLarge(
+                    f"the file is larger than the upload limit of {limit:,} bytes "
+                    "(MAX_UPLOAD_BYTES)"
+                )
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if size == 0:
+        raise EmptyUpload("the uploaded file is empty")
+    return size, digest.hexdigest()
+
+
+def _display_name(filename: str, extension: str) -> str:
+    """The client's name without any directory part, kept for display only."""
+    name = Path(filename.replace("\\", "/")).name.strip()
+    name = "".join(ch for ch in name if ch.isprintable())[:255]
+    return name or f"document{extension}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,76 @@
+"""Request bodies of the notifications API, validated before any job exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from app.notifications.email import normalise_address
+from app.notifications.templates import TemplateProblem, compile_template
+from app.schemas import StrictModel
+
+MAX_BULK_RECIPIENTS = 10_000
+MAX_EMAIL_RECIPIENTS = 50
+
+
+class _MailBody(StrictModel):
+    subject: str | None = Field(default=None, max_length=500)
+    template: str | None = Field(default=None, max_length=64,
+                                 description="A built-in template, e.g. 'report_ready'.")
+    body: str | None = Field(default=None, max_length=200_000,
+                             description="Text part; a Jinja2 template rendered with context.")
+    html_body: str | None = Field(default=None, max_length=500_000,
+                                  description="Optional HTML part (autoescaped Jinja2).")
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _template_compiles(self) -> _MailBody:
+        if self.body is not None and not self.subject:
+            raise ValueError("a 'subject' is required with 'body'")
+        if self.html_body is not None and self.body is None:
+            raise ValueError("'html_body' goes with 'body' (a template has its own HTML)")
+        try:
+            compile_template(subject=self.subject, template=self.template, body=self.body,
+                             html_body=self.html_body)
+        except TemplateProblem as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class EmailRequest(_MailBody):
+    to: str | list[str] = Field(description=f"One address or up to {MAX_EMAIL_RECIPIENTS}.")
+    attach_job_id: str | None = Field(
+        default=None, max_length=36,
+        description="A completed job of yours whose file is attached.",
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: str | list[str]) -> list[str]:
+        addresses = [value] if isinstance(value, str) else value
+        if not 1 <= len(addresses) <= MAX_EMAIL_RECIPIENTS:
+            raise ValueError(f"give 1 to {MAX_EMAIL_RECIPIENTS} addresses")
+        return [normalise_address(address) for address in addresses]
+
+
+class BulkRecipient(StrictModel):
+    email: str = Field(max_length=320)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class BulkEmailRequest(_MailBody):
+    recipients: list[BulkRecipient] = Field(min_length=1, max_length=MAX_BULK_RECIPIENTS)
+
+    @model_validator(mode="after")
+    def _addresses(self) -> BulkEmailRequest:
+        bad: list[str] = []
+        for index, recipient in enumerate(self.recipients):
+            try:
+                recipient.email = normalise_address(recipient.email)
+            except ValueError as exc:
+                bad.append(f"recipients[{index}]: {exc}")
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise ValueError("; ".join(bad[:5]) + more)
+        return self
