@@ -19,6 +19,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from app.core import metrics
 from app.core.config import Settings, set_settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class LocalExecutor:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(2)
+            if proc.pid is not None:
+                metrics.mark_process_dead(proc.pid)
         self._procs.clear()
 
     def supervise(self) -> int:
@@ -73,6 +76,8 @@ class LocalExecutor:
         for index, proc in enumerate(self._procs):
             if not proc.is_alive():
                 log.warning("local worker %s died (exit %s); restarting", proc.name, proc.exitcode)
+                if proc.pid is not None:
+                    metrics.mark_process_dead(proc.pid)  # its jobs are no longer active
                 self._procs[index] = self._spawn(index)
                 restarted += 1
         return restarted

@@ -8,6 +8,25 @@ from app.core.celery_app import celery_app
 from app.core.config import get_settings
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.relay import relay_once
+from app.monitoring import daily_stats, health, system
+
+
+@celery_app.task(name="app.services.monitoring_tasks.health_check")
+def health_check() -> dict[str, Any]:
+    """Database, broker, result backend, workers per queue, disk space (every 5 min)."""
+    return health.run_health_checks(settings=get_settings(), celery_app=celery_app).as_dict()
+
+
+@celery_app.task(name="app.services.monitoring_tasks.collect_system_metrics")
+def collect_system_metrics() -> dict[str, Any]:
+    """CPU, memory and disk of the storage root, exported as gauges."""
+    return system.collect_system_metrics(paths=[get_settings().storage_root])
+
+
+@celery_app.task(name="app.services.monitoring_tasks.daily_metrics_report")
+def daily_metrics_report() -> dict[str, Any]:
+    """Yesterday's jobs by type and status, durations, failures; stored and mailed to admins."""
+    return daily_stats.run_daily_report(settings=get_settings())
 
 
 @celery_app.task(name="app.services.monitoring_tasks.relay_outbox")

@@ -1,15 +1,27 @@
-"""Liveness and readiness, without authentication (for load balancers and orchestrators)."""
+"""Liveness and readiness, without authentication (for load balancers and orchestrators).
+
+`/health/live` only says the process answers (restart me if not). `/health/ready` says jobs
+can be accepted *and run* as configured: the database answers `SELECT 1` and the backend
+that JOB_BACKEND names (for `auto`: the preferred configured one, Celery then RQ, or the
+embedded executor when no broker is configured) answers its ping, each within a timeout.
+Otherwise 503, with the failing part named. Falling back to a lesser backend keeps jobs from
+being lost, but it is not the configured service, so it is reported as not ready.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app.core.db import get_engine
-from app.jobs.dispatch import get_dispatcher
+from app.jobs.dispatch import Dispatcher, get_dispatcher
+from app.monitoring.health import CheckResult, check_backend, check_database
 
 router = APIRouter(prefix="/health", tags=["health"])
+
+DB_TIMEOUT_SECONDS = 2.0
 
 
 @router.get("/live")
@@ -18,27 +30,56 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def required_backend(dispatcher: Dispatcher) -> str:
+    """The backend jobs are meant to run on with these settings."""
+    settings = dispatcher.settings
+    if settings.JOB_BACKEND != "auto":
+        return settings.JOB_BACKEND
+    if settings.embedded:
+        return "local"
+    for name in ("celery", "rq"):
+        if name in dispatcher.backends:
+            return name
+    return "local"
+
+
+def _backend_check(request: Request, dispatcher: Dispatcher, name: str) -> CheckResult:
+    backend = dispatcher.backends.get(name)
+    if backend is None:
+        return CheckResult(name=name, ok=False,
+                           detail=f"JOB_BACKEND needs {name} but it is not configured")
+    if name == "local":
+        executor = getattr(request.app.state, "executor", None)
+        if executor is not None and executor.alive == 0:
+            return CheckResult(name=name, ok=False, detail="no embedded worker process alive")
+        return CheckResult(name=name, ok=True)
+    timeout = dispatcher.settings.BROKER_PUBLISH_TIMEOUT_SECONDS + 1.0
+    return check_backend(backend=backend, timeout=timeout)
+
+
 @router.get("/ready")
-def ready() -> JSONResponse:
-    """The database answers and at least one backend can take jobs; 503 names what fails."""
-    checks: dict[str, str] = {}
-    try:
-        with get_engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}: {exc}"
+def ready(request: Request) -> JSONResponse:
+    """200 when the database and the configured backend work; 503 naming what fails."""
     dispatcher = get_dispatcher()
-    for name in dispatcher.backends:
-        breaker = dispatcher.breakers.get(name)
-        if breaker is not None and breaker.is_open:
-            checks[name] = f"down: {breaker.last_error or 'unreachable'}"
-        else:
-            checks[name] = "ok"
-    preferred = dispatcher.settings.JOB_BACKEND
-    failing = [k for k, v in checks.items() if v != "ok" and (k == "database" or k == preferred)]
-    ok = not failing
-    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    backend = required_backend(dispatcher)
+    checks = [
+        check_database(engine=get_engine(dispatcher.settings.DATABASE_URL),
+                       timeout=DB_TIMEOUT_SECONDS),
+        _backend_check(request, dispatcher, backend),
+    ]
+    failing = [check.name for check in checks if not check.ok]
+    body: dict[str, Any] = {
+        "status": "unavailable" if failing else "ok",
+        "backend": backend,
+        "checks": {
+            check.name: {"ok": check.ok, "detail": check.detail,
+                         "seconds": round(check.seconds, 4)}
+            for check in checks
+        },
+    }
     if failing:
         body["failing"] = failing
-    return JSONResponse(body, status_code=200 if ok else 503)
+        body["detail"] = "; ".join(
+            f"{check.name}: {check.detail}" for check in checks if not check.ok
+        )
+    return JSONResponse(body, status_code=503 if failing else 200)
