@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Housekeeping
     JOB_RETENTION_DAYS: float = 7.0
 
+    # Health: the storage root must keep this much free space.
+    DISK_MIN_FREE_BYTES: int = 1024**3
+    DISK_MIN_FREE_PERCENT: float = 5.0
+
     # Workers
     WORKER_MAX_MEMORY_PER_CHILD_KB: int = 1_000_000
     WORKER_METRICS_PORT: int = 9808

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
@@ -52,9 +52,17 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error."""
+def session_scope(*, durable: bool = True) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error.
+
+    `durable=False` is for writes that a crash may lose without harm because the job
+    machinery redoes them (status marks, heartbeats: a lost `completed` reverts to `started`
+    and the reaper re-runs the idempotent job). On PostgreSQL it skips the commit's wait for
+    the WAL flush; job creation always stays durable.
+    """
     session = session_factory()()
+    if not durable and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
     try:
         yield session
         session.commit()

@@ -68,18 +68,24 @@ class Dispatcher:
         breaker = self.breakers.get(name)
         return breaker is None or breaker.usable()
 
-    def submit(self, job_id: str, *, prefer: str | None = None) -> tuple[str, str | None]:
+    def submit(
+        self, job_id: str, *, prefer: str | None = None, new_kind: JobKind | None = None
+    ) -> tuple[str, str | None]:
         """Hand a `pending` (or `retrying`) job to the first backend that takes it.
 
         Returns (status, backend). Never raises for an unavailable backend: the job stays
-        where it is and the relay tries again later.
+        where it is and the relay tries again later. `new_kind` is for a row just created
+        (`pending`, no backend), which saves reading it back.
         """
-        with session_scope() as session:
-            job = session.get(ReportJob, job_id)
-            if job is None or job.status not in (S.PENDING, S.RETRYING, S.QUEUED):
-                return (job.status if job else "missing", job.backend if job else None)
-            kind = kind_of(job.job_type)
-            status, current = job.status, job.backend
+        if new_kind is not None:
+            kind, status, current = new_kind, str(S.PENDING), None
+        else:
+            with session_scope() as session:
+                job = session.get(ReportJob, job_id)
+                if job is None or job.status not in (S.PENDING, S.RETRYING, S.QUEUED):
+                    return (job.status if job else "missing", job.backend if job else None)
+                kind = kind_of(job.job_type)
+                status, current = job.status, job.backend
         names = self.candidates(kind)
         if prefer and prefer in names:
             names = [prefer, *[n for n in names if n != prefer]]
@@ -109,7 +115,7 @@ class Dispatcher:
         self.breakers[name].success()
         # Published first, marked second: a crash in between leaves a `pending` row whose
         # message is already out; the worker's claim accepts it, and a duplicate is a no-op.
-        with session_scope() as session:
+        with session_scope(durable=False) as session:
             self._mark(session, job_id, name, status)
         return True
 

@@ -47,6 +47,13 @@ KINDS: dict[str, JobKind] = {
             _TASKS + "celery_report_tasks.generate_dummy_report",
             "app.reports.dummy:run",
         ),
+        # No work at all: measures the machinery itself (bench/queue_overhead.py).
+        JobKind(
+            "noop",
+            REPORTS_QUEUE,
+            _TASKS + "celery_report_tasks.generate_dummy_report",
+            "app.reports.dummy:noop",
+        ),
         JobKind(
             "pdf",
             REPORTS_QUEUE,

@@ -10,21 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
-from app.jobs import artifacts, service
+from app.core.logging import job_log_context
+from app.jobs import artifacts, hooks, service
 from app.jobs.context import JobContext, JobOutput
 from app.jobs.errors import JobCancelled, JobTimedOut, PermanentJobError, TransientJobError
+from app.jobs.heartbeat import Liveness
 from app.jobs.registry import kind_of
-from app.jobs.states import transition
 from app.models import JobStatus, ReportJob, utcnow
 
 log = logging.getLogger(__name__)
@@ -64,195 +63,164 @@ class RunOutcome:
     duration: float = 0.0
 
 
+_WORKER: dict[int, str] = {}
+
+
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    pid = os.getpid()
+    name = _WORKER.get(pid)
+    if name is None:
+        name = _WORKER[pid] = f"{socket.gethostname()}:{pid}"
+    return name
 
 
-class _Liveness:
-    """Heartbeat and progress for one attempt; notices a cancel or a takeover."""
+class _Attempt:
+    """One claimed attempt: ends it exactly once and keeps the job's attempt history."""
 
-    def __init__(self, job_id: str, attempt: int, settings: Settings) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
+    def __init__(self, claim: service.Claim, settings: Settings) -> None:
+        self.claim = claim
         self.settings = settings
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._last_write = 0.0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+        self.clock = time.monotonic()
+        self.base = RunOutcome(
+            status="", attempt=claim.attempts, job_type=claim.job_type, queue=claim.queue
+        )
 
-    def start(self) -> None:
-        self._thread.start()
+    def outcome(self, status: str, **changes: Any) -> RunOutcome:
+        return replace(self.base, status=status, duration=time.monotonic() - self.clock, **changes)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _touch(self, **values: object) -> bool:
-        with session_scope() as session:
-            return transition(
-                session,
-                self.job_id,
-                source=[S.STARTED],
-                target=S.STARTED,
-                where=[ReportJob.attempts == self.attempt],
-                heartbeat_at=utcnow(),
+    def end(self, target: JobStatus, **values: Any) -> bool:
+        """Record how the attempt ended; False if the job was cancelled or taken over."""
+        values.setdefault("finished_at", utcnow())
+        entry = {
+            "attempt": self.claim.attempts,
+            "started_at": self.claim.started_at.isoformat(),
+            "ended_at": utcnow().isoformat(),
+            "outcome": str(target),
+            "error": values.get("error"),
+            "worker": self.claim.worker,
+        }
+        with session_scope(durable=False) as session:
+            return service.finish(
+                session=session,
+                job_id=self.claim.job_id,
+                attempt=self.claim.attempts,
+                target=target,
+                history=[*self.claim.history, entry],
                 **values,
             )
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.settings.JOB_HEARTBEAT_SECONDS):
-            try:
-                with self._lock:
-                    if not self._touch():
-                        self.lost.set()
-                        return
-            except Exception:  # a DB blip must not kill the job; the next beat retries
-                log.warning("heartbeat failed for job %s", self.job_id, exc_info=True)
-
-    def check(self) -> None:
-        if self.lost.is_set():
-            raise JobCancelled(f"job {self.job_id} was cancelled or taken over")
-
-    def progress(self, percent: float, message: str) -> None:
-        self.check()
-        now = time.monotonic()
-        if now - self._last_write < 0.5 and percent < 100:
-            return
-        self._last_write = now
-        with self._lock:
-            if not self._touch(progress_percent=round(percent, 2), progress_message=message[:500]):
-                self.lost.set()
-        self.check()
 
 
 def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     """Run one delivery of `job_id`. Safe to call twice: the second call is a no-op."""
     settings = settings or get_settings()
     stale_before = utcnow() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    with session_scope() as session:
-        job = service.claim(
+    with session_scope(durable=False) as session:
+        claim = service.claim(
             session=session, job_id=job_id, worker=worker_name(), stale_before=stale_before
         )
-        if job is None:
-            return RunOutcome(status="skipped")
-        attempt, job_type, params, owner_id = job.attempts, job.job_type, job.params, job.owner_id
-        max_attempts, queue = job.max_attempts, job.queue
+    if claim is None:
+        return RunOutcome(status="skipped")
+    metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))
+    with job_log_context(claim.job_id, claim.job_type, claim.attempts):
+        try:
+            return _observed(_run_claimed(_Attempt(claim, settings)))
+        except BaseException:
+            # E.g. the artifact store failed: the reaper re-runs the job; the gauge must not
+            # count it as running forever.
+            metrics.job_abandoned(claim.job_type, claim.queue)
+            raise
 
-    base = RunOutcome(status="", attempt=attempt, job_type=job_type, queue=queue)
-    if attempt > max_attempts:
-        _end(job_id, attempt, S.FAILED, error=f"gave up after {max_attempts} attempts")
-        return _with(base, status="failed")
 
-    liveness = _Liveness(job_id, attempt, settings)
+def _run_claimed(attempt: _Attempt) -> RunOutcome:
+    claim, settings = attempt.claim, attempt.settings
+    job_id = claim.job_id
+    if claim.attempts > claim.max_attempts:
+        attempt.end(S.FAILED, error=f"gave up after {claim.max_attempts} attempts")
+        return attempt.outcome("failed")
+
+    liveness = Liveness.start(job_id, claim.attempts, settings)
     ctx = JobContext(
         job_id=job_id,
-        job_type=job_type,
-        params=dict(params or {}),
-        owner_id=owner_id,
-        attempt=attempt,
+        job_type=claim.job_type,
+        params=claim.params,
+        owner_id=claim.owner_id,
+        attempt=claim.attempts,
         settings=settings,
         report_progress=liveness.progress,
         check_cancelled=liveness.check,
         scratch_dir=artifacts.scratch_dir(settings),
     )
-    started = time.monotonic()
-    liveness.start()
-    log.info("job %s (%s) attempt %d started", job_id, job_type, attempt)
+    log.debug("job %s (%s) attempt %d started", job_id, claim.job_type, claim.attempts)
     try:
-        output = kind_of(job_type).handler()(ctx)
+        output = kind_of(claim.job_type).handler()(ctx)
     except JobCancelled:
         _discard(settings, job_id)
-        return _with(base, status="cancelled", duration=time.monotonic() - started)
+        return attempt.outcome("cancelled")
     except TIMEOUT_ERRORS:
         _discard(settings, job_id)
         limit = settings.JOB_SOFT_TIME_LIMIT_SECONDS
-        _end(job_id, attempt, S.FAILED, error=f"timed out after {limit} s (soft time limit)")
-        return _with(base, status="failed", duration=time.monotonic() - started)
+        attempt.end(S.FAILED, error=f"timed out after {limit} s (soft time limit)")
+        return attempt.outcome("failed")
     except TRANSIENT_ERRORS as exc:
         _discard(settings, job_id)
-        return _retry_or_fail(base, job_id, attempt, max_attempts, exc, settings, started)
+        return _retry_or_fail(attempt, exc)
     except PermanentJobError as exc:
         _discard(settings, job_id)
-        _end(job_id, attempt, S.FAILED, error=str(exc) or type(exc).__name__)
-        return _with(base, status="failed", duration=time.monotonic() - started)
+        attempt.end(S.FAILED, error=str(exc) or type(exc).__name__)
+        return attempt.outcome("failed")
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         _discard(settings, job_id)
-        _end(job_id, attempt, S.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        return _with(base, status="failed", duration=time.monotonic() - started)
+        attempt.end(S.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        return attempt.outcome("failed")
     finally:
         liveness.stop()
 
-    status = _complete(settings, job_id, attempt, output)
-    log.info("job %s attempt %d %s", job_id, attempt, status)
-    return _with(base, status=status, duration=time.monotonic() - started)
+    status = _complete(attempt, output)
+    log.info("job %s attempt %d %s", job_id, claim.attempts, status)
+    return attempt.outcome(status)
 
 
-def _with(base: RunOutcome, **changes: Any) -> RunOutcome:
-    return replace(base, **changes)
+def _observed(outcome: RunOutcome) -> RunOutcome:
+    """Count the end of a claimed attempt once: a retry, or the job's final status."""
+    if outcome.status == "retrying":
+        metrics.job_retried(outcome.job_type, outcome.queue)
+    else:
+        metrics.job_finished(outcome.job_type, outcome.queue, outcome.status, outcome.duration)
+    return outcome
 
 
-def _end(job_id: str, attempt: int, target: JobStatus, **values: object) -> bool:
-    values.setdefault("finished_at", utcnow())
-    with session_scope() as session:
-        values["history"] = _history_with(session, job_id, attempt, str(target), values)
-        return service.finish(
-            session=session, job_id=job_id, attempt=attempt, target=target, **values
-        )
+def _queue_wait(claim: service.Claim) -> float | None:
+    """Queued -> started of a first attempt (later ones waited out a backoff, not a queue)."""
+    if claim.attempts != 1 or claim.queued_at is None:
+        return None
+    return (claim.started_at - claim.queued_at).total_seconds()
 
 
-def _history_with(
-    session: Session, job_id: str, attempt: int, outcome: str, values: dict[str, object]
-) -> list[dict[str, Any]]:
-    """The job's attempt log plus this attempt (the caller owns the attempt, so no race)."""
-    job = session.get(ReportJob, job_id)
-    history = list(job.history or []) if job else []
-    started = job.started_at if job else None
-    history.append(
-        {
-            "attempt": attempt,
-            "started_at": started.isoformat() if started else None,
-            "ended_at": utcnow().isoformat(),
-            "outcome": outcome,
-            "error": values.get("error"),
-            "worker": job.worker if job else None,
-        }
-    )
-    return history
-
-
-def _retry_or_fail(
-    base: RunOutcome,
-    job_id: str,
-    attempt: int,
-    max_attempts: int,
-    exc: BaseException,
-    settings: Settings,
-    started: float,
-) -> RunOutcome:
-    duration = time.monotonic() - started
+def _retry_or_fail(attempt: _Attempt, exc: BaseException) -> RunOutcome:
+    claim, settings = attempt.claim, attempt.settings
     message = str(exc) or type(exc).__name__
-    if attempt >= max_attempts:
-        _end(job_id, attempt, S.FAILED, error=f"gave up after {attempt} attempts: {message}")
-        return _with(base, status="failed", duration=duration)
-    delay = settings.retry_delay(attempt)
-    moved = _end(
-        job_id,
-        attempt,
+    if claim.attempts >= claim.max_attempts:
+        attempt.end(S.FAILED, error=f"gave up after {claim.attempts} attempts: {message}")
+        return attempt.outcome("failed")
+    delay = settings.retry_delay(claim.attempts)
+    moved = attempt.end(
         S.RETRYING,
         finished_at=None,
         next_attempt_at=utcnow() + timedelta(seconds=delay),
-        error=f"attempt {attempt} failed: {message}; retrying in {delay:g} s",
+        error=f"attempt {claim.attempts} failed: {message}; retrying in {delay:g} s",
         progress_message=f"retrying in {delay:g} s",
     )
     if not moved:
-        return _with(base, status="cancelled", duration=duration)
-    log.info("job %s attempt %d failed transiently, retry in %.1fs", job_id, attempt, delay)
-    return _with(base, status="retrying", retry_in=delay, duration=duration)
+        return attempt.outcome("cancelled")
+    log.info(
+        "job %s attempt %d failed transiently, retry in %.1fs", claim.job_id, claim.attempts, delay
+    )
+    return attempt.outcome("retrying", retry_in=delay)
 
 
-def _complete(settings: Settings, job_id: str, attempt: int, output: JobOutput) -> str:
+def _complete(attempt: _Attempt, output: JobOutput) -> str:
+    settings, job_id = attempt.settings, attempt.claim.job_id
     stored = artifacts.store(settings, job_id, output.artifact) if output.artifact else None
     values: dict[str, object] = {
         "result": output.result,
@@ -268,7 +236,11 @@ def _complete(settings: Settings, job_id: str, attempt: int, output: JobOutput) 
             artifact_size=stored.size,
             artifact_sha256=stored.sha256,
         )
-    if _end(job_id, attempt, S.COMPLETED, **values):
+    if attempt.end(S.COMPLETED, **values):
+        hooks.after_completed(
+            settings=settings, job_id=job_id, owner_id=attempt.claim.owner_id,
+            params=attempt.claim.params,
+        )
         return "completed"
     # Cancelled (or taken over) while we finished: our file must not outlive the decision.
     with session_scope() as session:
@@ -280,5 +252,4 @@ def _complete(settings: Settings, job_id: str, attempt: int, output: JobOutput) 
 
 
 def _discard(settings: Settings, job_id: str) -> None:
-    for leftover in artifacts.scratch_dir(settings).glob(f"{job_id}-*"):
-        leftover.unlink(missing_ok=True)
+    artifacts.discard_scratch(settings, job_id)

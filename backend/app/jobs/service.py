@@ -7,14 +7,14 @@ these functions (via `runner.run_job`), so statuses mean the same thing everywhe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.jobs.registry import kind_of
-from app.jobs.states import transition
+from app.jobs.states import transition, transition_returning
 from app.models import FINAL_STATUSES, JobStatus, ReportJob, User, utcnow
 
 S = JobStatus
@@ -126,21 +126,32 @@ def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
     )
 
 
-def claim(
-    *, session: Session, job_id: str, worker: str, stale_before: datetime
-) -> ReportJob | None:
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs of the job it just took, read in the same statement."""
+
+    job_id: str
+    job_type: str
+    queue: str
+    params: dict[str, Any]
+    owner_id: int
+    attempts: int
+    max_attempts: int
+    history: list[dict[str, Any]]
+    queued_at: datetime | None
+    started_at: datetime
+    worker: str
+
+
+def claim(*, session: Session, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
     """Take the job for one attempt, or None if someone else has it or it is finished.
 
-    A `started` job whose heartbeat is older than `stale_before` is taken over: its worker died.
+    One UPDATE ... RETURNING: a `started` job whose heartbeat is older than `stale_before` is
+    taken over (its worker died); a `retrying` job only once its backoff is over (an early
+    redelivery is refused, not run early).
     """
     now = utcnow()
-    job = session.get(ReportJob, job_id)
-    if job is None:
-        return None
-    if job.status == S.RETRYING and job.next_attempt_at and job.next_attempt_at > now:
-        # A message that arrived early (e.g. a redelivery): the backoff is not over yet.
-        return None
-    moved = transition(
+    row = transition_returning(
         session,
         job_id,
         source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
@@ -151,9 +162,23 @@ def claim(
                 ReportJob.heartbeat_at.is_(None),
                 ReportJob.heartbeat_at < stale_before,
             ),
-            ReportJob.attempts == job.attempts,
+            or_(
+                ReportJob.status != S.RETRYING,
+                ReportJob.next_attempt_at.is_(None),
+                ReportJob.next_attempt_at <= now,
+            ),
         ],
-        attempts=job.attempts + 1,
+        returning=[
+            ReportJob.job_type,
+            ReportJob.queue,
+            ReportJob.params,
+            ReportJob.owner_id,
+            ReportJob.attempts,
+            ReportJob.max_attempts,
+            ReportJob.history,
+            ReportJob.queued_at,
+        ],
+        attempts=ReportJob.attempts + 1,
         started_at=now,
         heartbeat_at=now,
         next_attempt_at=None,
@@ -162,10 +187,28 @@ def claim(
         progress_message="started",
     )
     session.commit()
-    if not moved:
+    if row is None:
         return None
-    session.refresh(job)
-    return job
+    return Claim(
+        job_id=job_id,
+        job_type=row.job_type,
+        queue=row.queue,
+        params=dict(row.params or {}),
+        owner_id=row.owner_id,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        history=list(row.history or []),
+        queued_at=_aware(row.queued_at),
+        started_at=now,
+        worker=worker,
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """RETURNING bypasses the ORM type on some drivers: make naive UTC values aware."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def finish(

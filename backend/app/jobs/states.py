@@ -6,15 +6,18 @@ on one job cannot both win: a cancelled job is never completed, a finished job n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Row, Table, update
 from sqlalchemy.orm import Session
 
 from app.models import JobStatus, ReportJob
 
 S = JobStatus
+# Table-level (Core) statements: a status change is hot-path work, and the ORM's bulk-update
+# machinery costs more than the UPDATE itself.
+JOBS = cast(Table, ReportJob.__table__)
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     # A worker may claim a job whose "queued" mark it overtook (publish, then mark).
@@ -57,10 +60,32 @@ def transition(
     for s in sources:
         check(s, target)
     stmt = (
-        update(ReportJob)
-        .where(ReportJob.id == job_id, ReportJob.status.in_([str(s) for s in sources]), *where)
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
         .values(status=str(target), **values)
-        .execution_options(synchronize_session=False)
     )
     result = session.execute(stmt)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def transition_returning(
+    session: Session,
+    job_id: str,
+    *,
+    source: Iterable[JobStatus],
+    target: JobStatus,
+    returning: Sequence[Any],
+    where: Iterable[Any] = (),
+    **values: Any,
+) -> Row[Any] | None:
+    """`transition` in one round trip that also reads back `returning` (None if it lost)."""
+    sources = [JobStatus(s) for s in source]
+    for s in sources:
+        check(s, target)
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
+        .values(status=str(target), **values)
+        .returning(*returning)
+    )
+    return session.execute(stmt).first()

@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core import metrics
 from app.core.config import get_settings
 from app.jobs import service
 from app.jobs.dispatch import get_dispatcher
+from app.jobs.registry import kind_of
 from app.models import User
 from app.schemas import JobAccepted
 
@@ -26,7 +28,8 @@ def accept_job(
         max_attempts=get_settings().max_attempts,
     )
     session.commit()  # the row exists before any worker can see a message for it
-    status, backend = get_dispatcher().submit(job.id)
+    status, backend = get_dispatcher().submit(job.id, new_kind=kind_of(job_type))
+    metrics.job_submitted(job_type, job.queue, status, backend)
     return JobAccepted(
         job_id=job.id,
         status=status,

@@ -1,0 +1,126 @@
+"""Liveness of running jobs: heartbeats, throttled progress, and noticing a cancel.
+
+One heartbeat thread per process beats for every job the process runs (a thread per job
+would cost more than a short job itself). A job whose row stops moving with it, because it
+was cancelled or taken over, is flagged and stops at its next progress call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.jobs.errors import JobCancelled
+from app.jobs.states import transition
+from app.models import JobStatus, ReportJob, utcnow
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+def _touch(job_id: str, attempt: int, **values: object) -> bool:
+    """Heartbeat (and optionally progress) for the attempt we own; False if we lost it."""
+    with session_scope(durable=False) as session:
+        return transition(
+            session,
+            job_id,
+            source=[S.STARTED],
+            target=S.STARTED,
+            where=[ReportJob.attempts == attempt],
+            heartbeat_at=utcnow(),
+            **values,
+        )
+
+
+class Liveness:
+    """Heartbeat and progress for one attempt."""
+
+    def __init__(self, job_id: str, attempt: int, settings: Settings) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.settings = settings
+        self.lost = threading.Event()
+        self._last_write = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, job_id: str, attempt: int, settings: Settings) -> Liveness:
+        liveness = cls(job_id, attempt, settings)
+        _Beater.for_process(settings.JOB_HEARTBEAT_SECONDS).add(liveness)
+        return liveness
+
+    def stop(self) -> None:
+        _Beater.for_process(self.settings.JOB_HEARTBEAT_SECONDS).remove(self)
+
+    def beat(self) -> None:
+        with self._lock:
+            if not _touch(self.job_id, self.attempt):
+                self.lost.set()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise JobCancelled(f"job {self.job_id} was cancelled or taken over")
+
+    def progress(self, percent: float, message: str) -> None:
+        self.check()
+        now = time.monotonic()
+        if now - self._last_write < 0.5 and percent < 100:
+            return
+        self._last_write = now
+        with self._lock:
+            moved = _touch(
+                self.job_id,
+                self.attempt,
+                progress_percent=round(percent, 2),
+                progress_message=message[:500],
+            )
+        if not moved:
+            self.lost.set()
+        self.check()
+
+
+class _Beater:
+    """The process's heartbeat thread (re-created in a forked child, which has no threads)."""
+
+    _instance: _Beater | None = None
+    _guard = threading.Lock()
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.pid = os.getpid()
+        self.jobs: set[Liveness] = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def for_process(cls, interval: float) -> _Beater:
+        with cls._guard:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls(interval)
+            return cls._instance
+
+    def add(self, liveness: Liveness) -> None:
+        with self.lock:
+            self.jobs.add(liveness)
+
+    def remove(self, liveness: Liveness) -> None:
+        with self.lock:
+            self.jobs.discard(liveness)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                jobs = list(self.jobs)
+            for liveness in jobs:
+                if time.monotonic() - liveness._last_write < self.interval / 2:
+                    continue  # a progress write just refreshed the heartbeat
+                try:
+                    liveness.beat()
+                except Exception:  # a DB blip must not kill the job; the next beat retries
+                    log.warning("heartbeat failed for job %s", liveness.job_id, exc_info=True)
