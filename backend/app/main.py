@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import BodySizeLimit, install_error_handlers
-from app.api.routes import health, reports
+from app.api.routes import datasets, documents, health, notifications, reports
+from app.api.routes import metrics as metrics_route
+from app.core import metrics
 from app.core.config import Settings, get_settings, set_settings
 from app.core.logging import configure_logging
 from app.jobs.dispatch import Dispatcher, set_dispatcher
@@ -27,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before the executor starts: its worker processes inherit the metrics directory.
+        metrics.setup_multiprocess(settings)
         configure_logging(settings)
         executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
         dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)
@@ -58,10 +62,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        BodySizeLimit,  # type: ignore[arg-type]
+        BodySizeLimit,
         json_limit=settings.MAX_JSON_BODY_BYTES,
         upload_limit=settings.MAX_UPLOAD_BYTES,
+        # 10,000 recipients with their template contexts do not fit in the default limit.
+        json_limits_by_path={"/notifications/bulk": max(settings.MAX_JSON_BODY_BYTES, 8 << 20)},
     )
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.include_router(reports.router)
+    app.include_router(datasets.router)
+    app.include_router(documents.router)
+    app.include_router(notifications.router)
     return app

@@ -131,3 +131,10 @@ class ReportJob(Base):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+# Tables owned by other packages register on Base.metadata here, so Alembic and the tests see
+# one schema. Plain `import` (not `from ... import`): these modules import this one.
+import app.documents.models  # noqa: E402
+import app.monitoring.models  # noqa: E402
+import app.reports.models  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""RQ as the first fallback, the embedded executor as the last, and Redis outages."""
+"""Redis outages: light jobs fall back to the embedded executor, heavy ones wait."""
 
 from __future__ import annotations
 
@@ -8,35 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.stack import Stack, running_stack
-
-
-@pytest.fixture(scope="module")
-def rq_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("rq"), JOB_BACKEND="rq") as stack:
-        worker = stack.worker("rq-worker", "reports", name="rq", ready="Listening on")
-        worker.start()
-        yield stack
-
-
-def test_200_dummy_jobs_through_rq(rq_stack: Stack) -> None:
-    service = rq_stack.service
-    headers = service.headers(service.token())
-    ids = [
-        service.client.post("/reports/dummy", headers=headers).json()["job_id"] for _ in range(200)
-    ]
-    jobs = [service.wait(job_id, headers, timeout=180) for job_id in ids]
-    assert {job["status"] for job in jobs} == {"completed"}
-    assert {job["backend"] for job in jobs} == {"rq"}
-
-
-def test_rq_retries_use_the_same_policy(rq_stack: Stack) -> None:
-    service = rq_stack.service
-    headers = service.headers(service.token())
-    job_id = service.client.post("/reports/dummy", json={"fail_times": 2}, headers=headers).json()[
-        "job_id"
-    ]
-    job = service.wait(job_id, headers, timeout=60)
-    assert job["status"] == "completed" and job["attempts"] == 3
 
 
 @pytest.fixture
@@ -63,3 +34,36 @@ def test_redis_down_dummy_jobs_fall_back_to_embedded(outage_stack: Stack) -> Non
     jobs = [service.wait(job_id, headers, timeout=120) for job_id in ids]
     assert {job["status"] for job in jobs} == {"completed"}
     assert {job["backend"] for job in jobs} == {"local"}
+
+
+HEAVY = {
+    "report_type": "analysis",
+    "dataset": {"source": "demo", "name": "sales", "rows": 500, "seed": 7},
+}
+
+
+def test_redis_down_heavy_jobs_wait_in_outbox_and_run_when_it_returns(
+    outage_stack: Stack,
+) -> None:
+    service = outage_stack.service
+    headers = service.headers(service.token())
+    outage_stack.redis.stop()
+    heavy, dummy, slowest = [], [], 0.0
+    for _ in range(50):
+        for body, path, ids in ((HEAVY, "/reports/heavy", heavy), ({}, "/reports/dummy", dummy)):
+            started = time.monotonic()
+            response = service.client.post(path, json=body, headers=headers)
+            slowest = max(slowest, time.monotonic() - started)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["job_id"])
+    assert slowest < 2.0, f"a POST took {slowest:.2f}s with Redis down"
+
+    done = [service.wait(job_id, headers, timeout=120) for job_id in dummy]
+    assert {(job["status"], job["backend"]) for job in done} == {("completed", "local")}
+    waiting = [service.client.get(f"/reports/jobs/{i}", headers=headers).json() for i in heavy]
+    assert {(job["status"], job["backend"]) for job in waiting} == {("pending", None)}
+
+    outage_stack.redis.start()
+    finished = [service.wait(job_id, headers, timeout=180) for job_id in heavy]
+    assert {(job["status"], job["backend"]) for job in finished} == {("completed", "celery")}
+    assert all(job["result"] for job in finished)
