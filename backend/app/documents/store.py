@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.files import display_name, fsync_dir, resolve_under
 from app.documents.models import Document
 from app.documents.sniff import DocumentRejected, inspect_document
 from app.models import User, new_id
@@ -42,11 +43,7 @@ def documents_root(settings: Settings) -> Path:
 
 def absolute_path(settings: Settings, document: Document) -> Path:
     """Where the file is; refuses a row whose path would leave the storage root."""
-    root = settings.storage_root.resolve()
-    path = (root / document.path).resolve()
-    if root not in path.parents:
-        raise ValueError("document path escapes the storage root")
-    return path
+    return resolve_under(settings.storage_root, document.path, "document")
 
 
 def save_upload(
@@ -67,7 +64,7 @@ def save_upload(
         final = settings.storage_root / relative
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -126,15 +123,4 @@ def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
 
 
 def _display_name(filename: str, extension: str) -> str:
-    """The client's name without any directory part, kept for display only."""
-    name = Path(filename.replace("\\", "/")).name.strip()
-    name = "".join(ch for ch in name if ch.isprintable())[:255]
-    return name or f"document{extension}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return display_name(filename, f"document{extension}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.config import Settings
+from app.core.files import fsync_dir, resolve_under
 from app.jobs.context import ArtifactFile
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -53,11 +54,7 @@ def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArti
             size += len(chunk)
     target = target_dir / filename
     os.replace(artifact.path, target)
-    dir_fd = os.open(target_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(target_dir)
     return StoredArtifact(
         relative_path=str(target.relative_to(settings.storage_root)),
         filename=filename,
@@ -69,11 +66,7 @@ def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArti
 
 def resolve(settings: Settings, relative_path: str) -> Path:
     """The absolute path of a stored artifact; refuses anything outside the storage root."""
-    root = settings.storage_root.resolve()
-    path = (root / relative_path).resolve()
-    if root not in path.parents:
-        raise ValueError("artifact path escapes the storage root")
-    return path
+    return resolve_under(settings.storage_root, relative_path, "artifact")
 
 
 def discard_scratch(settings: Settings, job_id: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, update
+from sqlalchemy import Row, Table, Update, update
 from sqlalchemy.orm import Session
 
 from app.models import JobStatus, ReportJob
@@ -56,15 +56,7 @@ def transition(
 
     `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns.
     """
-    sources = [JobStatus(s) for s in source]
-    for s in sources:
-        check(s, target)
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
-        .values(status=str(target), **values)
-    )
-    result = session.execute(stmt)
+    result = session.execute(_update(job_id, source, target, where, values))
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -79,13 +71,22 @@ def transition_returning(
     **values: Any,
 ) -> Row[Any] | None:
     """`transition` in one round trip that also reads back `returning` (None if it lost)."""
+    stmt = _update(job_id, source, target, where, values).returning(*returning)
+    return session.execute(stmt).first()
+
+
+def _update(
+    job_id: str,
+    source: Iterable[JobStatus],
+    target: JobStatus,
+    where: Iterable[Any],
+    values: dict[str, Any],
+) -> Update:
     sources = [JobStatus(s) for s in source]
     for s in sources:
         check(s, target)
-    stmt = (
+    return (
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
         .values(status=str(target), **values)
-        .returning(*returning)
     )
-    return session.execute(stmt).first()

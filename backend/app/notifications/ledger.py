@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from app.core.config import Settings
+from app.core.files import fsync_dir
 from app.jobs.errors import PermanentJobError, TransientJobError
 
 SENDING = "sending"
@@ -123,7 +124,7 @@ class Ledger:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 os.write(fd, b"\n")  # a torn last line must not swallow the next record
             if created:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except BaseException:
             os.close(fd)
             raise
@@ -191,11 +192,3 @@ def _replay(path: Path) -> dict[str, Entry]:
             entries[key] = Entry(status=UNKNOWN, attempt=entry.attempt,
                                  error=CRASHED_WHILE_SENDING)
     return entries
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
+from app.core.files import display_name, fsync_dir, resolve_under
 from app.models import User, new_id
 from app.reports.datasets import connect, quote_literal
 from app.reports.models import Dataset
@@ -69,11 +70,7 @@ def datasets_root(settings: Settings) -> Path:
 
 def absolute_path(settings: Settings, dataset: Dataset) -> Path:
     """Where the file is; refuses a row whose path would leave the storage root."""
-    root = settings.storage_root.resolve()
-    path = (root / dataset.path).resolve()
-    if root not in path.parents:
-        raise ValueError("dataset path escapes the storage root")
-    return path
+    return resolve_under(settings.storage_root, dataset.path, "dataset")
 
 
 # ----------------------------------------------------------------------------- upload
@@ -102,7 +99,7 @@ def save_upload(
         columns, rows = convert_to_parquet(upload, fmt, converted, temp_dir=spill)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(converted, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         converted.unlink(missing_ok=True)
         raise
@@ -267,20 +264,9 @@ def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> int:
 
 
 def _display_name(filename: str, fmt: str) -> str:
-    """The client's name without any directory part, kept for display only."""
-    name = Path(filename.replace("\\", "/")).name.strip()
-    name = "".join(ch for ch in name if ch.isprintable())[:255]
-    return name or f"dataset.{fmt}"
+    return display_name(filename, f"dataset.{fmt}")
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,31 @@
+"""File helpers shared by everything that stores client data under the storage root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (the file's own fsync does not cover its name)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_under(root: Path, relative: str | Path, what: str) -> Path:
+    """`root / relative`, refusing a stored path that would leave `root`."""
+    base = root.resolve()
+    path = (base / relative).resolve()
+    if base not in path.parents:
+        raise ValueError(f"{what} path escapes the storage root")
+    return path
+
+
+def display_name(filename: str, fallback: str) -> str:
+    """The client's file name without any directory part, for display only."""
+    name = Path(filename.replace("\\", "/")).name.strip()
+    name = "".join(ch for ch in name if ch.isprintable())[:255]
+    return name or fallback
