@@ -99,11 +99,9 @@ def fresh_database(kind: str, directory: Path, *, migrate: bool = True) -> Fresh
         url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
         def drop() -> None:
-            from app.core.db import _engines
+            from app.core.db import forget_engines
 
-            engine = _engines.pop(url, None)
-            if engine is not None:
-                engine.dispose()
+            forget_engines(url)
             _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     if migrate:

@@ -159,3 +159,26 @@ def test_storage_root_holds_no_client_paths(database_url: str, tmp_path: Path) -
     assert safe_filename("../../etc/passwd") == "passwd"
     with pytest.raises(ValueError):
         resolve(get_settings(), "../outside.txt")
+
+
+def test_lost_publishes_are_found_after_the_visibility_timeout(database_url: str) -> None:
+    with session_scope() as session:
+        user = User(name="lost-publish")
+        session.add(user)
+        session.flush()
+        jobs = {
+            name: service.create_job(
+                session=session, owner=user, job_type="dummy", params={}, max_attempts=4,
+                queued_on=backend,
+            ).id
+            for name, backend in [("old", "celery"), ("fresh", "celery"), ("local", "local")]
+        }
+        old = utcnow() - timedelta(hours=2)
+        for name in ("old", "local"):
+            session.get(ReportJob, jobs[name]).queued_at = old  # type: ignore[union-attr]
+    with session_scope() as session:
+        found = service.lost_publishes(
+            session=session, queued_before=utcnow() - timedelta(hours=1)
+        )
+    # Local jobs live in the database itself: nothing to re-send.
+    assert found == [jobs["old"]]

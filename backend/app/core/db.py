@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
 
-_engines: dict[str, Engine] = {}
-_factories: dict[str, sessionmaker[Session]] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
+_factories: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -25,29 +25,47 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, durable: bool = True) -> Engine:
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if durable:
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # The workers' engine: commits skip the wait for the WAL flush (see session_scope), each
+    # statement is its own transaction (every hot-path unit of work is one UPDATE, so BEGIN and
+    # COMMIT would be two extra round trips), and no ping per checkout. A connection that died
+    # with the server fails once, invalidates the pool, and the task is redelivered.
+    return create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+        pool_recycle=300,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"options": "-c synchronous_commit=off"},
+    )
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, durable: bool = True) -> Engine:
     url = url or get_settings().DATABASE_URL
-    engine = _engines.get(url)
+    durable = durable or not url.startswith("postgresql")  # SQLite: one engine either way
+    engine = _engines.get((url, durable))
     if engine is None:
-        engine = _engines[url] = make_engine(url)
+        engine = _engines[(url, durable)] = make_engine(url, durable=durable)
     return engine
 
 
-def session_factory(url: str | None = None) -> sessionmaker[Session]:
+def session_factory(url: str | None = None, *, durable: bool = True) -> sessionmaker[Session]:
     url = url or get_settings().DATABASE_URL
-    factory = _factories.get(url)
+    key = (url, durable)
+    factory = _factories.get(key)
     if factory is None:
-        factory = _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+        factory = _factories[key] = sessionmaker(
+            bind=get_engine(url, durable=durable), expire_on_commit=False
+        )
     return factory
 
 
@@ -55,14 +73,13 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
 def session_scope(*, durable: bool = True) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error.
 
-    `durable=False` is for writes that a crash may lose without harm because the job
-    machinery redoes them (status marks, heartbeats: a lost `completed` reverts to `started`
-    and the reaper re-runs the idempotent job). On PostgreSQL it skips the commit's wait for
-    the WAL flush; job creation always stays durable.
+    `durable=False` is for single-statement writes that a crash may lose without harm
+    because the job machinery redoes them (status marks, heartbeats: a lost `completed`
+    reverts to `started` and the reaper re-runs the idempotent job). On PostgreSQL each
+    statement commits on its own without waiting for the WAL flush; job creation always
+    stays durable. Never use it for a unit of work of several statements.
     """
-    session = session_factory()()
-    if not durable and session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
+    session = session_factory(durable=durable)()
     try:
         yield session
         session.commit()
@@ -79,3 +96,10 @@ def dispose_engines() -> None:
         engine.dispose(close=False)
     _engines.clear()
     _factories.clear()
+
+
+def forget_engines(url: str) -> None:
+    """Close and drop the engines of one database (a test database about to be dropped)."""
+    for key in [key for key in _engines if key[0] == url]:
+        _engines.pop(key).dispose()
+        _factories.pop(key, None)

@@ -21,7 +21,7 @@ from app.jobs.backends.base import Backend, BackendUnavailable, Breaker
 from app.jobs.backends.local import LocalBackend
 from app.jobs.registry import JobKind, kind_of
 from app.jobs.states import transition
-from app.models import JobStatus, ReportJob
+from app.models import JobStatus, ReportJob, utcnow
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -64,28 +64,48 @@ class Dispatcher:
             return [name for name in order if name == "celery"]
         return [*order, "local"]
 
+    def first_usable(self, kind: JobKind) -> str | None:
+        """The backend a new job of `kind` should be born queued on (never blocks)."""
+        return next((name for name in self.candidates(kind) if self.usable(name)), None)
+
+    def publish_new(self, job_id: str, kind: JobKind, name: str) -> tuple[str, str | None]:
+        """Publish a job created `queued` on `name`; on failure fall back like `submit`."""
+        try:
+            self.backends[name].publish(job_id, kind)
+        except BackendUnavailable as exc:
+            log.warning("backend %s refused job %s: %s", name, job_id, exc)
+            self.breakers[name].failure(str(exc))
+            with session_scope(durable=False) as session:
+                transition(
+                    session,
+                    job_id,
+                    source=[S.QUEUED],
+                    target=S.PENDING,
+                    backend=None,
+                    queued_at=None,
+                )
+            return self.submit(job_id)
+        breaker = self.breakers.get(name)
+        if breaker is not None:
+            breaker.success()
+        return S.QUEUED, name
+
     def usable(self, name: str) -> bool:
         breaker = self.breakers.get(name)
         return breaker is None or breaker.usable()
 
-    def submit(
-        self, job_id: str, *, prefer: str | None = None, new_kind: JobKind | None = None
-    ) -> tuple[str, str | None]:
+    def submit(self, job_id: str, *, prefer: str | None = None) -> tuple[str, str | None]:
         """Hand a `pending` (or `retrying`) job to the first backend that takes it.
 
         Returns (status, backend). Never raises for an unavailable backend: the job stays
-        where it is and the relay tries again later. `new_kind` is for a row just created
-        (`pending`, no backend), which saves reading it back.
+        where it is and the relay tries again later.
         """
-        if new_kind is not None:
-            kind, status, current = new_kind, str(S.PENDING), None
-        else:
-            with session_scope() as session:
-                job = session.get(ReportJob, job_id)
-                if job is None or job.status not in (S.PENDING, S.RETRYING, S.QUEUED):
-                    return (job.status if job else "missing", job.backend if job else None)
-                kind = kind_of(job.job_type)
-                status, current = job.status, job.backend
+        with session_scope() as session:
+            job = session.get(ReportJob, job_id)
+            if job is None or job.status not in (S.PENDING, S.RETRYING, S.QUEUED):
+                return (job.status if job else "missing", job.backend if job else None)
+            kind = kind_of(job.job_type)
+            status, current = job.status, job.backend
         names = self.candidates(kind)
         if prefer and prefer in names:
             names = [prefer, *[n for n in names if n != prefer]]
@@ -122,8 +142,16 @@ class Dispatcher:
     @staticmethod
     def _mark(session: Session, job_id: str, name: str, status: str) -> bool:
         if status == S.QUEUED:
-            # Re-publishing a queued job (reaper): only the backend name may change.
-            return transition(session, job_id, source=[S.QUEUED], target=S.QUEUED, backend=name)
+            # Re-publishing a queued job (reaper, lost publish): a fresh `queued_at`, so the
+            # relay's lost-publish rule waits a full visibility timeout again.
+            return transition(
+                session,
+                job_id,
+                source=[S.QUEUED],
+                target=S.QUEUED,
+                backend=name,
+                queued_at=utcnow(),
+            )
         return service.mark_queued(session=session, job_id=job_id, backend=name)
 
     def live_state(self, backend: str | None, job_id: str) -> str | None:

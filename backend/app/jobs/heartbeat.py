@@ -15,8 +15,8 @@ import time
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.jobs.errors import JobCancelled
-from app.jobs.states import transition
-from app.models import JobStatus, ReportJob, utcnow
+from app.jobs.states import owned_transition
+from app.models import JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -25,12 +25,12 @@ S = JobStatus
 def _touch(job_id: str, attempt: int, **values: object) -> bool:
     """Heartbeat (and optionally progress) for the attempt we own; False if we lost it."""
     with session_scope(durable=False) as session:
-        return transition(
+        return owned_transition(
             session,
             job_id,
             source=[S.STARTED],
             target=S.STARTED,
-            where=[ReportJob.attempts == attempt],
+            attempt=attempt,
             heartbeat_at=utcnow(),
             **values,
         )

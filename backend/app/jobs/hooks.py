@@ -24,8 +24,9 @@ def download_url(settings: Settings, job_id: str) -> str:
     return f"{base}/reports/jobs/{job_id}/download"
 
 
-def after_completed(*, settings: Settings, job_id: str, owner_id: int,
-                    params: dict[str, Any]) -> None:
+def after_completed(
+    *, settings: Settings, job_id: str, owner_id: int, params: dict[str, Any]
+) -> None:
     if params.get("notify") != "email":
         return
     from app.notifications.jobs import report_ready_email_params

@@ -43,7 +43,11 @@ def relay_once(
         report.requeued, report.failed = service.requeue_stale(
             session=session, stale_before=now - timedelta(seconds=stale)
         )
-    for job_id in report.requeued:
+    with session_scope() as session:
+        lost = service.lost_publishes(
+            session=session, queued_before=now - timedelta(seconds=settings.visibility_timeout)
+        )
+    for job_id in [*report.requeued, *lost]:
         _guarded(_republish, dispatcher, job_id)
 
     grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)

@@ -238,7 +238,9 @@ def _complete(attempt: _Attempt, output: JobOutput) -> str:
         )
     if attempt.end(S.COMPLETED, **values):
         hooks.after_completed(
-            settings=settings, job_id=job_id, owner_id=attempt.claim.owner_id,
+            settings=settings,
+            job_id=job_id,
+            owner_id=attempt.claim.owner_id,
             params=attempt.claim.params,
         )
         return "completed"

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Insert, Update, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.jobs.registry import kind_of
-from app.jobs.states import transition, transition_returning
-from app.models import FINAL_STATUSES, JobStatus, ReportJob, User, utcnow
+from app.jobs.states import JOBS, check, owned_transition, prepare_transition, transition
+from app.models import FINAL_STATUSES, JobStatus, ReportJob, User, UTCDateTime, new_id, utcnow
 
 S = JobStatus
 LIVE_STATUSES = (S.PENDING, S.QUEUED, S.STARTED, S.RETRYING)
@@ -29,22 +30,74 @@ class JobAlreadyFinished(RuntimeError):
     pass
 
 
+def new_row(
+    *,
+    owner_id: int,
+    job_type: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    queued_on: str | None = None,
+) -> dict[str, Any]:
+    """The column values of a new job.
+
+    With `queued_on`, the row is born `queued` on that backend (pending -> queued in the same
+    transaction, saving a round trip per job); if the publish then fails the caller moves it
+    back to `pending`, and a publish lost in a crash is re-sent by the relay.
+    """
+    now = utcnow()
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "owner_id": owner_id,
+        "job_type": job_type,
+        "queue": kind_of(job_type).queue,
+        "status": str(S.PENDING),
+        "backend": None,
+        "params": params,
+        "max_attempts": max_attempts,
+        "attempts": 0,
+        "history": [],
+        "progress_percent": 0.0,
+        "progress_message": "",
+        "created_at": now,
+        "queued_at": None,
+    }
+    if queued_on is not None:
+        check(S.PENDING, S.QUEUED)
+        row.update(status=str(S.QUEUED), backend=queued_on, queued_at=now)
+    return row
+
+
 def create_job(
-    *, session: Session, owner: User, job_type: str, params: dict[str, Any], max_attempts: int
+    *,
+    session: Session,
+    owner: User,
+    job_type: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    queued_on: str | None = None,
 ) -> ReportJob:
-    """Insert a `pending` row; the caller commits, then dispatches."""
-    kind = kind_of(job_type)
+    """Add the row as an ORM object; the caller commits, then publishes."""
     job = ReportJob(
-        owner_id=owner.id,
-        job_type=job_type,
-        queue=kind.queue,
-        status=S.PENDING,
-        params=params,
-        max_attempts=max_attempts,
+        **new_row(
+            owner_id=owner.id,
+            job_type=job_type,
+            params=params,
+            max_attempts=max_attempts,
+            queued_on=queued_on,
+        )
     )
     session.add(job)
-    session.flush()
     return job
+
+
+def insert_job(*, session: Session, row: dict[str, Any]) -> None:
+    """`create_job` for the request path: one prepared INSERT, no unit-of-work bookkeeping."""
+    session.execute(_insert_statement(), row)
+
+
+@cache
+def _insert_statement() -> Insert:
+    return insert(JOBS)
 
 
 def get_job(*, session: Session, job_id: str) -> ReportJob:
@@ -151,41 +204,10 @@ def claim(*, session: Session, job_id: str, worker: str, stale_before: datetime)
     redelivery is refused, not run early).
     """
     now = utcnow()
-    row = transition_returning(
-        session,
-        job_id,
-        source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
-        target=S.STARTED,
-        where=[
-            or_(
-                ReportJob.status != S.STARTED,
-                ReportJob.heartbeat_at.is_(None),
-                ReportJob.heartbeat_at < stale_before,
-            ),
-            or_(
-                ReportJob.status != S.RETRYING,
-                ReportJob.next_attempt_at.is_(None),
-                ReportJob.next_attempt_at <= now,
-            ),
-        ],
-        returning=[
-            ReportJob.job_type,
-            ReportJob.queue,
-            ReportJob.params,
-            ReportJob.owner_id,
-            ReportJob.attempts,
-            ReportJob.max_attempts,
-            ReportJob.history,
-            ReportJob.queued_at,
-        ],
-        attempts=ReportJob.attempts + 1,
-        started_at=now,
-        heartbeat_at=now,
-        next_attempt_at=None,
-        worker=worker,
-        progress_percent=0.0,
-        progress_message="started",
-    )
+    row = session.execute(
+        _claim_statement(),
+        {"p_id": job_id, "p_now": now, "p_stale": stale_before, "p_worker": worker},
+    ).first()
     session.commit()
     if row is None:
         return None
@@ -201,6 +223,46 @@ def claim(*, session: Session, job_id: str, worker: str, stale_before: datetime)
         queued_at=_aware(row.queued_at),
         started_at=now,
         worker=worker,
+    )
+
+
+@cache
+def _claim_statement() -> Update:
+    """Built once: claiming is the hot path of every job."""
+    now, stale = bindparam("p_now", type_=UTCDateTime()), bindparam("p_stale", type_=UTCDateTime())
+    return prepare_transition(
+        source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
+        target=S.STARTED,
+        where=[
+            or_(
+                JOBS.c.status != S.STARTED,
+                JOBS.c.heartbeat_at.is_(None),
+                JOBS.c.heartbeat_at < stale,
+            ),
+            or_(
+                JOBS.c.status != S.RETRYING,
+                JOBS.c.next_attempt_at.is_(None),
+                JOBS.c.next_attempt_at <= now,
+            ),
+        ],
+        values={
+            "attempts": JOBS.c.attempts + 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "next_attempt_at": None,
+            "worker": bindparam("p_worker"),
+            "progress_percent": 0.0,
+            "progress_message": "started",
+        },
+    ).returning(
+        JOBS.c.job_type,
+        JOBS.c.queue,
+        JOBS.c.params,
+        JOBS.c.owner_id,
+        JOBS.c.attempts,
+        JOBS.c.max_attempts,
+        JOBS.c.history,
+        JOBS.c.queued_at,
     )
 
 
@@ -220,13 +282,8 @@ def finish(
     **values: Any,
 ) -> bool:
     """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job."""
-    return transition(
-        session,
-        job_id,
-        source=[S.STARTED],
-        target=target,
-        where=[ReportJob.attempts == attempt],
-        **values,
+    return owned_transition(
+        session, job_id, source=[S.STARTED], target=target, attempt=attempt, **values
     )
 
 
@@ -292,6 +349,24 @@ def pending_for_relay(*, session: Session, older_than: datetime, limit: int = 50
             select(ReportJob.id)
             .where(ReportJob.status == S.PENDING, ReportJob.created_at < older_than)
             .order_by(ReportJob.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def lost_publishes(*, session: Session, queued_before: datetime, limit: int = 500) -> list[str]:
+    """`queued` on a broker for longer than its visibility timeout and never started: the
+    publish after the commit was lost (a crash in between), or the message was. Re-sending is
+    safe: the claim makes a duplicate a no-op."""
+    return list(
+        session.scalars(
+            select(ReportJob.id)
+            .where(
+                ReportJob.status == S.QUEUED,
+                ReportJob.backend.in_(["celery", "rq"]),
+                ReportJob.queued_at < queued_before,
+            )
+            .order_by(ReportJob.queued_at)
             .limit(limit)
         ).all()
     )

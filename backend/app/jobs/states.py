@@ -6,10 +6,11 @@ on one job cannot both win: a cancelled job is never completed, a finished job n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, Update, update
+from sqlalchemy import Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from app.models import JobStatus, ReportJob
@@ -60,23 +61,19 @@ def transition(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def transition_returning(
-    session: Session,
-    job_id: str,
+def prepare_transition(
     *,
     source: Iterable[JobStatus],
     target: JobStatus,
-    returning: Sequence[Any],
     where: Iterable[Any] = (),
-    **values: Any,
-) -> Row[Any] | None:
-    """`transition` in one round trip that also reads back `returning` (None if it lost)."""
-    stmt = _update(job_id, source, target, where, values).returning(*returning)
-    return session.execute(stmt).first()
+    values: dict[str, Any],
+) -> Update:
+    """A checked transition statement with bind parameters, for callers that build it once."""
+    return _update(bindparam("p_id"), source, target, where, values)
 
 
 def _update(
-    job_id: str,
+    job_id: Any,
     source: Iterable[JobStatus],
     target: JobStatus,
     where: Iterable[Any],
@@ -89,4 +86,43 @@ def _update(
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
         .values(status=str(target), **values)
+    )
+
+
+def owned_transition(
+    session: Session,
+    job_id: str,
+    *,
+    source: Iterable[JobStatus],
+    target: JobStatus,
+    attempt: int,
+    **values: Any,
+) -> bool:
+    """`transition` guarded by the attempt the caller owns, with a statement built once.
+
+    The hot path (every heartbeat and every job's end) reuses one prepared UPDATE per set of
+    columns, so SQLAlchemy neither rebuilds nor re-compiles it.
+    """
+    stmt = _prepared(tuple(str(s) for s in source), str(target), tuple(sorted(values)))
+    params = {"p_id": job_id, "p_attempt": attempt}
+    params.update({f"v_{key}": value for key, value in values.items()})
+    result = session.execute(stmt, params)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@cache
+def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> Update:
+    for s in sources:
+        check(JobStatus(s), JobStatus(target))
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("p_id"),
+            JOBS.c.status.in_(sources),
+            JOBS.c.attempts == bindparam("p_attempt"),
+        )
+        .values(
+            status=target,
+            **{key: bindparam(f"v_{key}", type_=JOBS.c[key].type) for key in keys},
+        )
     )

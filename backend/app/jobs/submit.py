@@ -11,7 +11,7 @@ from app.core.config import get_settings
 from app.jobs import service
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.registry import kind_of
-from app.models import User
+from app.models import JobStatus, User
 from app.schemas import JobAccepted
 
 
@@ -20,20 +20,28 @@ def accept_job(
 ) -> JobAccepted:
     """Create the job and try to queue it. If no backend takes it, it stays `pending` and the
     relay publishes it later: either way the caller gets its id at once (HTTP 202)."""
-    job = service.create_job(
-        session=session,
-        owner=owner,
+    dispatcher = get_dispatcher()
+    kind = kind_of(job_type)
+    target = dispatcher.first_usable(kind)
+    row = service.new_row(
+        owner_id=owner.id,
         job_type=job_type,
         params=params,
         max_attempts=get_settings().max_attempts,
+        queued_on=target,
     )
+    service.insert_job(session=session, row=row)
     session.commit()  # the row exists before any worker can see a message for it
-    status, backend = get_dispatcher().submit(job.id, new_kind=kind_of(job_type))
-    metrics.job_submitted(job_type, job.queue, status, backend)
+    job_id = row["id"]
+    if target is None:
+        status, backend = str(JobStatus.PENDING), None  # the outbox: the relay retries
+    else:
+        status, backend = dispatcher.publish_new(job_id, kind, target)
+    metrics.job_submitted(job_type, kind.queue, status, backend)
     return JobAccepted(
-        job_id=job.id,
+        job_id=job_id,
         status=status,
         backend=backend,
-        queue=job.queue,
-        status_url=f"/reports/jobs/{job.id}",
+        queue=kind.queue,
+        status_url=f"/reports/jobs/{job_id}",
     )
