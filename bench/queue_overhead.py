@@ -25,36 +25,6 @@ BACKEND = ROOT / "backend"
 sys.path.insert(0, str(BACKEND))
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    from tests.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            if redis.Redis(port=port).ping():
-                return proc, port
-        except redis.RedisError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
 def start_worker(
     argv: list[str], env: dict[str, str], cwd: Path, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -212,7 +182,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    redis_proc, port = start_redis(tmp)
+    from tests.infra import RedisServer
+
+    server = RedisServer(tmp)
+    server.start()
     database_url = f"sqlite:///{tmp / 'bench.db'}"
     drop = None
     if args.postgres:
@@ -221,14 +194,12 @@ def main() -> None:
         database = fresh_database("postgresql", tmp, migrate=False)
         database_url, drop = database.url, database.drop
     try:
-        bare_rate, bare_lat = bench_bare(
-            args.jobs, args.concurrency, f"redis://127.0.0.1:{port}/0", tmp
-        )
+        bare_rate, bare_lat = bench_bare(args.jobs, args.concurrency, server.url(0), tmp)
         ours_rate, ours_lat = bench_ours(
-            args.jobs, args.concurrency, f"redis://127.0.0.1:{port}/1", database_url, tmp
+            args.jobs, args.concurrency, server.url(1), database_url, tmp
         )
     finally:
-        redis_proc.kill()
+        server.stop()
         if drop:
             drop()
     db = "postgresql" if args.postgres else "sqlite"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import require
-from tests.server import free_port, pid_alive
+from tests.server import child_pids, free_port, pid_alive
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -110,8 +110,7 @@ class WorkerProcess:
 
     def children(self) -> list[int]:
         assert self.proc is not None
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in out.stdout.split()]
+        return child_pids(self.proc.pid)
 
     def kill_all(self) -> None:
         """SIGKILL the worker and its pool children at once (a machine crash, an OOM kill)."""

@@ -65,10 +65,7 @@ class ServerProcess:
 
     def children(self) -> list[int]:
         assert self.proc is not None
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        return child_pids(self.proc.pid)
 
     def kill(self) -> None:
         """SIGKILL the server process only: its worker processes must die on their own."""
@@ -84,6 +81,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+def child_pids(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(child) for child in out.split()]
 
 
 def pid_alive(pid: int) -> bool:

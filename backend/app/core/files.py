@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+
+class TooLarge(ValueError):
+    """The upload passed the size limit; the message says which limit."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,3 +37,25 @@ def display_name(filename: str, fallback: str) -> str:
     name = Path(filename.replace("\\", "/")).name.strip()
     name = "".join(ch for ch in name if ch.isprintable())[:255]
     return name or fallback
+
+
+def copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
+    """Stream an upload to `dest` (fsync'd), refusing it past `limit` bytes.
+
+    Returns (size, sha256). Never holds more than one chunk in memory.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := source.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(
+                    f"the file is larger than the upload limit of {limit:,} bytes "
+                    "(MAX_UPLOAD_BYTES)"
+                )
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return size, digest.hexdigest()

@@ -7,7 +7,6 @@ recorded. A refused upload leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -17,12 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.files import display_name, fsync_dir, resolve_under
+from app.core.files import TooLarge, copy_limited, display_name, fsync_dir, resolve_under
 from app.documents.models import Document
 from app.documents.sniff import DocumentRejected, inspect_document
 from app.models import User, new_id
-
-CHUNK = 1024 * 1024
 
 
 class UploadTooLarge(DocumentRejected):
@@ -103,23 +100,13 @@ def list_owned(
 
 
 def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with dest.open("wb") as out:
-        while chunk := source.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise UploadTooLarge(
-                    f"the file is larger than the upload limit of {limit:,} bytes "
-                    "(MAX_UPLOAD_BYTES)"
-                )
-            digest.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        size, digest = copy_limited(source, dest, limit)
+    except TooLarge as exc:
+        raise UploadTooLarge(str(exc)) from None
     if size == 0:
         raise EmptyUpload("the uploaded file is empty")
-    return size, digest.hexdigest()
+    return size, digest
 
 
 def _display_name(filename: str, extension: str) -> str:

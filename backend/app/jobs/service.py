@@ -100,13 +100,6 @@ def _insert_statement() -> Insert:
     return insert(JOBS)
 
 
-def get_job(*, session: Session, job_id: str) -> ReportJob:
-    job = session.get(ReportJob, job_id)
-    if job is None:
-        raise JobNotFound(job_id)
-    return job
-
-
 def get_owned_job(*, session: Session, user: User, job_id: str) -> ReportJob:
     """The job if `user` may see it; other users' jobs look exactly like missing ones."""
     job = session.get(ReportJob, job_id)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
-from app.core.files import display_name, fsync_dir, resolve_under
+from app.core.files import TooLarge, copy_limited, display_name, fsync_dir, resolve_under
 from app.models import User, new_id
 from app.reports.datasets import connect, quote_literal
 from app.reports.models import Dataset
@@ -33,7 +33,6 @@ from app.reports.spec import (
     validate_request,
 )
 
-CHUNK = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
 PARQUET_MAGIC = b"PAR1"
@@ -77,7 +76,12 @@ def absolute_path(settings: Settings, dataset: Dataset) -> Path:
 
 
 def save_upload(
-    *, settings: Settings, session: Session, owner: User, source: BinaryIO, filename: str,
+    *,
+    settings: Settings,
+    session: Session,
+    owner: User,
+    source: BinaryIO,
+    filename: str,
     name: str | None = None,
 ) -> Dataset:
     """Store the upload and add its row to `session` (the caller commits).
@@ -107,8 +111,14 @@ def save_upload(
         upload.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
     dataset = Dataset(
-        id=dataset_id, owner_id=owner.id, name=_display_name(name or filename, fmt),
-        format=fmt, path=str(relative), size_bytes=size, columns=columns, row_count=rows,
+        id=dataset_id,
+        owner_id=owner.id,
+        name=_display_name(name or filename, fmt),
+        format=fmt,
+        path=str(relative),
+        size_bytes=size,
+        columns=columns,
+        row_count=rows,
     )
     session.add(dataset)
     session.flush()
@@ -116,7 +126,7 @@ def save_upload(
 
 
 def sniff_format(path: Path) -> str:
-    """"parquet" or "csv", from the bytes; anything else is refused."""
+    """ "parquet" or "csv", from the bytes; anything else is refused."""
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
         handle.seek(max(0, path.stat().st_size - 4))
@@ -164,8 +174,9 @@ def convert_to_parquet(
         con.close()
 
 
-def _convert(con: duckdb.DuckDBPyConnection, source: Path, fmt: str, target: Path, *,
-             full_sniff: bool) -> tuple[dict[str, str], int]:
+def _convert(
+    con: duckdb.DuckDBPyConnection, source: Path, fmt: str, target: Path, *, full_sniff: bool
+) -> tuple[dict[str, str], int]:
     if fmt == "csv":
         sample = ", sample_size = -1" if full_sniff else ""
         src = f"read_csv({quote_literal(str(source))}, header = true, null_padding = true{sample})"
@@ -176,12 +187,16 @@ def _convert(con: duckdb.DuckDBPyConnection, source: Path, fmt: str, target: Pat
     if not columns:
         raise DatasetRejected("the file has no columns")
     if len(columns) > MAX_COLUMNS:
-        raise DatasetRejected(f"the file has {len(columns):,} columns; at most "
-                              f"{MAX_COLUMNS:,} are accepted")
-    con.execute(f"COPY (SELECT * FROM {src}) TO {quote_literal(str(target))} "
-                "(FORMAT parquet, ROW_GROUP_SIZE 32768)")
+        raise DatasetRejected(
+            f"the file has {len(columns):,} columns; at most {MAX_COLUMNS:,} are accepted"
+        )
+    con.execute(
+        f"COPY (SELECT * FROM {src}) TO {quote_literal(str(target))} "
+        "(FORMAT parquet, ROW_GROUP_SIZE 32768)"
+    )
     counted = con.execute(
-        f"SELECT count(*) FROM read_parquet({quote_literal(str(target))})").fetchall()
+        f"SELECT count(*) FROM read_parquet({quote_literal(str(target))})"
+    ).fetchall()
     rows = int(counted[0][0])
     if rows == 0:
         target.unlink(missing_ok=True)
@@ -211,8 +226,7 @@ def list_owned(
     return list(items), int(total)
 
 
-def delete_owned(*, settings: Settings, session: Session, owner_id: int, dataset_id: str
-                 ) -> Path:
+def delete_owned(*, settings: Settings, session: Session, owner_id: int, dataset_id: str) -> Path:
     """Delete the row (the caller commits) and return the file to unlink once committed, so a
     failed commit never leaves a row without its file. Reports already queued on the dataset
     fail with a readable error."""
@@ -223,8 +237,9 @@ def delete_owned(*, settings: Settings, session: Session, owner_id: int, dataset
     return path
 
 
-def prepare_heavy_params(*, session: Session, owner_id: int, request: HeavyReportRequest
-                         ) -> dict[str, Any]:
+def prepare_heavy_params(
+    *, session: Session, owner_id: int, request: HeavyReportRequest
+) -> dict[str, Any]:
     """Resolve the request's dataset, check it against the columns, return the job params.
 
     Raises `DatasetNotFound` (404) for a dataset that is not the caller's, and
@@ -233,8 +248,7 @@ def prepare_heavy_params(*, session: Session, owner_id: int, request: HeavyRepor
     """
     if isinstance(request.dataset, DemoDatasetRef):
         return validate_request(request, columns_of_demo(request.dataset.name))
-    dataset = get_owned(session=session, owner_id=owner_id,
-                        dataset_id=request.dataset.dataset_id)
+    dataset = get_owned(session=session, owner_id=owner_id, dataset_id=request.dataset.dataset_id)
     params = validate_request(request, dict(dataset.columns), dataset_label=dataset.name)
     params.update(
         dataset_path=str(absolute_path(get_settings(), dataset)),
@@ -248,16 +262,10 @@ def prepare_heavy_params(*, session: Session, owner_id: int, request: HeavyRepor
 
 
 def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> int:
-    size = 0
-    with dest.open("wb") as out:
-        while chunk := source.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise UploadTooLarge(
-                    f"the file is larger than the upload limit of {limit:,} bytes "
-                    "(MAX_UPLOAD_BYTES)"
-                )
-            out.write(chunk)
+    try:
+        size, _ = copy_limited(source, dest, limit)
+    except TooLarge as exc:
+        raise UploadTooLarge(str(exc)) from None
     if size == 0:
         raise DatasetRejected("the uploaded file is empty")
     return size
