@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.core.config import get_settings
+from app.core.config import get_settings, set_settings
 from app.core.db import session_scope
 from app.core.security import hash_token
 from app.jobs import service
@@ -68,23 +68,20 @@ def test_transition_is_compare_and_set(database_url: str) -> None:
 def test_only_one_claim_wins(database_url: str) -> None:
     job_id = _new_job()
     stale = utcnow() - timedelta(seconds=60)
-    with session_scope() as first, session_scope() as second:
-        assert service.claim(session=first, job_id=job_id, worker="a", stale_before=stale)
-        assert service.claim(session=second, job_id=job_id, worker="b", stale_before=stale) is None
+    assert service.claim(job_id=job_id, worker="a", stale_before=stale)
+    assert service.claim(job_id=job_id, worker="b", stale_before=stale) is None
     job = _job(job_id)
     assert (job.status, job.attempts, job.worker) == (S.STARTED, 1, "a")
 
 
 def test_stale_started_job_can_be_taken_over(database_url: str) -> None:
     job_id = _new_job()
-    with session_scope() as session:
-        service.claim(session=session, job_id=job_id, worker="dead", stale_before=utcnow())
-    with session_scope() as session:
-        fresh = utcnow() - timedelta(seconds=60)
-        assert service.claim(session=session, job_id=job_id, worker="b", stale_before=fresh) is None
-        later = utcnow() + timedelta(seconds=1)
-        taken = service.claim(session=session, job_id=job_id, worker="b", stale_before=later)
-        assert taken is not None and taken.attempts == 2
+    service.claim(job_id=job_id, worker="dead", stale_before=utcnow())
+    fresh = utcnow() - timedelta(seconds=60)
+    assert service.claim(job_id=job_id, worker="b", stale_before=fresh) is None
+    later = utcnow() + timedelta(seconds=1)
+    taken = service.claim(job_id=job_id, worker="b", stale_before=later)
+    assert taken is not None and taken.attempts == 2
 
 
 def test_run_job_twice_runs_once_and_writes_one_artifact(database_url: str) -> None:
@@ -109,6 +106,8 @@ def test_cancelled_job_is_never_run(database_url: str) -> None:
 
 
 def test_retry_waits_for_its_backoff(database_url: str) -> None:
+    # A backoff no slow moment of the machine can outlast (the test profile's is 0.2 s).
+    set_settings(get_settings().model_copy(update={"JOB_RETRY_BACKOFF_SECONDS": 30.0}))
     job_id = _new_job(fail_times=1)
     outcome = run_job(job_id)
     assert outcome.status == "retrying"
@@ -124,9 +123,8 @@ def test_reaper_requeues_then_fails_poison_jobs(database_url: str) -> None:
     job_id = _new_job()
     max_attempts = get_settings().max_attempts
     for attempt in range(1, max_attempts + 1):
-        with session_scope() as session:
-            job = service.claim(session=session, job_id=job_id, worker="w", stale_before=utcnow())
-            assert job is not None and job.attempts == attempt
+        job = service.claim(job_id=job_id, worker="w", stale_before=utcnow())
+        assert job is not None and job.attempts == attempt
         with session_scope() as session:
             requeued, failed = service.requeue_stale(
                 session=session, stale_before=utcnow() + timedelta(seconds=1)
@@ -168,7 +166,11 @@ def test_lost_publishes_are_found_after_the_visibility_timeout(database_url: str
         session.flush()
         jobs = {
             name: service.create_job(
-                session=session, owner=user, job_type="dummy", params={}, max_attempts=4,
+                session=session,
+                owner=user,
+                job_type="dummy",
+                params={},
+                max_attempts=4,
                 queued_on=backend,
             ).id
             for name, backend in [("old", "celery"), ("fresh", "celery"), ("local", "local")]
@@ -177,8 +179,6 @@ def test_lost_publishes_are_found_after_the_visibility_timeout(database_url: str
         for name in ("old", "local"):
             session.get(ReportJob, jobs[name]).queued_at = old  # type: ignore[union-attr]
     with session_scope() as session:
-        found = service.lost_publishes(
-            session=session, queued_before=utcnow() - timedelta(hours=1)
-        )
+        found = service.lost_publishes(session=session, queued_before=utcnow() - timedelta(hours=1))
     # Local jobs live in the database itself: nothing to re-send.
     assert found == [jobs["old"]]

@@ -13,7 +13,6 @@ import threading
 import time
 
 from app.core.config import Settings
-from app.core.db import session_scope
 from app.jobs.errors import JobCancelled
 from app.jobs.states import owned_transition
 from app.models import JobStatus, utcnow
@@ -24,16 +23,14 @@ S = JobStatus
 
 def _touch(job_id: str, attempt: int, **values: object) -> bool:
     """Heartbeat (and optionally progress) for the attempt we own; False if we lost it."""
-    with session_scope(durable=False) as session:
-        return owned_transition(
-            session,
-            job_id,
-            source=[S.STARTED],
-            target=S.STARTED,
-            attempt=attempt,
-            heartbeat_at=utcnow(),
-            **values,
-        )
+    return owned_transition(
+        job_id,
+        source=[S.STARTED],
+        target=S.STARTED,
+        attempt=attempt,
+        heartbeat_at=utcnow(),
+        **values,
+    )
 
 
 class Liveness:

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -81,12 +81,16 @@ class _Attempt:
         self.claim = claim
         self.settings = settings
         self.clock = time.monotonic()
-        self.base = RunOutcome(
-            status="", attempt=claim.attempts, job_type=claim.job_type, queue=claim.queue
-        )
 
-    def outcome(self, status: str, **changes: Any) -> RunOutcome:
-        return replace(self.base, status=status, duration=time.monotonic() - self.clock, **changes)
+    def outcome(self, status: str, retry_in: float | None = None) -> RunOutcome:
+        return RunOutcome(
+            status=status,
+            retry_in=retry_in,
+            attempt=self.claim.attempts,
+            job_type=self.claim.job_type,
+            queue=self.claim.queue,
+            duration=time.monotonic() - self.clock,
+        )
 
     def end(self, target: JobStatus, **values: Any) -> bool:
         """Record how the attempt ended; False if the job was cancelled or taken over."""
@@ -99,25 +103,20 @@ class _Attempt:
             "error": values.get("error"),
             "worker": self.claim.worker,
         }
-        with session_scope(durable=False) as session:
-            return service.finish(
-                session=session,
-                job_id=self.claim.job_id,
-                attempt=self.claim.attempts,
-                target=target,
-                history=[*self.claim.history, entry],
-                **values,
-            )
+        return service.finish(
+            job_id=self.claim.job_id,
+            attempt=self.claim.attempts,
+            target=target,
+            history=[*self.claim.history, entry],
+            **values,
+        )
 
 
 def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     """Run one delivery of `job_id`. Safe to call twice: the second call is a no-op."""
     settings = settings or get_settings()
     stale_before = utcnow() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    with session_scope(durable=False) as session:
-        claim = service.claim(
-            session=session, job_id=job_id, worker=worker_name(), stale_before=stale_before
-        )
+    claim = service.claim(job_id=job_id, worker=worker_name(), stale_before=stale_before)
     if claim is None:
         return RunOutcome(status="skipped")
     metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))

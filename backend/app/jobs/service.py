@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Update, bindparam, func, insert, or_, select
+from sqlalchemy import Insert, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from app.core.prepared import PreparedStatement
 from app.jobs.registry import kind_of
 from app.jobs.states import JOBS, check, owned_transition, prepare_transition, transition
 from app.models import FINAL_STATUSES, JobStatus, ReportJob, User, UTCDateTime, new_id, utcnow
@@ -189,41 +190,39 @@ class Claim:
     worker: str
 
 
-def claim(*, session: Session, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
+def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
     """Take the job for one attempt, or None if someone else has it or it is finished.
 
-    One UPDATE ... RETURNING: a `started` job whose heartbeat is older than `stale_before` is
-    taken over (its worker died); a `retrying` job only once its backoff is over (an early
-    redelivery is refused, not run early).
+    One UPDATE ... RETURNING, committed on its own: a `started` job whose heartbeat is older
+    than `stale_before` is taken over (its worker died); a `retrying` job only once its
+    backoff is over (an early redelivery is refused, not run early).
     """
     now = utcnow()
-    row = session.execute(
-        _claim_statement(),
-        {"p_id": job_id, "p_now": now, "p_stale": stale_before, "p_worker": worker},
-    ).first()
-    session.commit()
+    row = _claim_statement().returning(
+        {"p_id": job_id, "p_now": now, "p_stale": stale_before, "p_worker": worker}
+    )
     if row is None:
         return None
     return Claim(
         job_id=job_id,
-        job_type=row.job_type,
-        queue=row.queue,
-        params=dict(row.params or {}),
-        owner_id=row.owner_id,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-        history=list(row.history or []),
-        queued_at=_aware(row.queued_at),
+        job_type=row["job_type"],
+        queue=row["queue"],
+        params=dict(row["params"] or {}),
+        owner_id=row["owner_id"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        history=list(row["history"] or []),
+        queued_at=_aware(row["queued_at"]),
         started_at=now,
         worker=worker,
     )
 
 
 @cache
-def _claim_statement() -> Update:
+def _claim_statement() -> PreparedStatement:
     """Built once: claiming is the hot path of every job."""
     now, stale = bindparam("p_now", type_=UTCDateTime()), bindparam("p_stale", type_=UTCDateTime())
-    return prepare_transition(
+    statement = prepare_transition(
         source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
         target=S.STARTED,
         where=[
@@ -257,6 +256,7 @@ def _claim_statement() -> Update:
         JOBS.c.history,
         JOBS.c.queued_at,
     )
+    return PreparedStatement(statement)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -266,18 +266,9 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def finish(
-    *,
-    session: Session,
-    job_id: str,
-    attempt: int,
-    target: JobStatus,
-    **values: Any,
-) -> bool:
+def finish(*, job_id: str, attempt: int, target: JobStatus, **values: Any) -> bool:
     """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job."""
-    return owned_transition(
-        session, job_id, source=[S.STARTED], target=target, attempt=attempt, **values
-    )
+    return owned_transition(job_id, source=[S.STARTED], target=target, attempt=attempt, **values)
 
 
 def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str], list[str]]:

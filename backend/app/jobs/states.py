@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, update
+from sqlalchemy import Table, Update, bindparam, literal, update
 from sqlalchemy.orm import Session
 
+from app.core.prepared import PreparedStatement
 from app.models import JobStatus, ReportJob
 
 S = JobStatus
@@ -84,13 +85,18 @@ def _update(
         check(s, target)
     return (
         update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.status.in_([str(s) for s in sources]), *where)
+        .where(JOBS.c.id == job_id, _status_in(sources), *where)
         .values(status=str(target), **values)
     )
 
 
+def _status_in(sources: Iterable[str]) -> Any:
+    # One bound constant per status, not an "expanding" IN: a prepared statement is compiled
+    # once, before any call supplies values.
+    return JOBS.c.status.in_([literal(str(s)) for s in sources])
+
+
 def owned_transition(
-    session: Session,
     job_id: str,
     *,
     source: Iterable[JobStatus],
@@ -98,27 +104,26 @@ def owned_transition(
     attempt: int,
     **values: Any,
 ) -> bool:
-    """`transition` guarded by the attempt the caller owns, with a statement built once.
+    """`transition` guarded by the attempt the caller owns, committed on its own.
 
-    The hot path (every heartbeat and every job's end) reuses one prepared UPDATE per set of
-    columns, so SQLAlchemy neither rebuilds nor re-compiles it.
+    The hot path (every heartbeat and every job's end): one prepared UPDATE per set of
+    columns, run outside any session. Only for writes a crash may lose (`durable=False`).
     """
     stmt = _prepared(tuple(str(s) for s in source), str(target), tuple(sorted(values)))
     params = {"p_id": job_id, "p_attempt": attempt}
     params.update({f"v_{key}": value for key, value in values.items()})
-    result = session.execute(stmt, params)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return stmt.rowcount(params) == 1
 
 
 @cache
-def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> Update:
+def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> PreparedStatement:
     for s in sources:
         check(JobStatus(s), JobStatus(target))
-    return (
+    return PreparedStatement(
         update(JOBS)
         .where(
             JOBS.c.id == bindparam("p_id"),
-            JOBS.c.status.in_(sources),
+            _status_in(sources),
             JOBS.c.attempts == bindparam("p_attempt"),
         )
         .values(
