@@ -133,12 +133,22 @@ celery_app = create_celery(get_settings())
 metrics.install_celery_hooks()
 
 
+@signals.worker_init.connect
+def _worker_init(**_: Any) -> None:
+    """Import the database driver once, before the pool forks: children inherit it."""
+    from app.core.db import warm_up
+
+    warm_up(connect=False)
+
+
 @signals.worker_process_init.connect
 def _child_init(**_: Any) -> None:
-    """A forked pool child must not reuse its parent's database connections."""
-    from app.core.db import dispose_engines
+    """A forked pool child must not reuse its parent's database connections; it opens its
+    own before its first job (which would otherwise pay the connection set-up)."""
+    from app.core.db import dispose_engines, warm_up
 
     dispose_engines()
+    warm_up(connect=True)
 
 
 @signals.setup_logging.connect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +89,22 @@ def session_scope(*, durable: bool = True) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def warm_up(*, connect: bool) -> None:
+    """Pay a worker's one-time database costs before its first job, not during it.
+
+    In a parent about to fork a pool (`connect=False`) this imports the driver once for all
+    children; in a child (`connect=True`) it also opens the first pooled connection. A
+    database that is down is not an error here: the first job retries.
+    """
+    engine = get_engine(durable=False)
+    if connect:
+        try:
+            with engine.connect():
+                pass
+        except Exception as exc:  # best effort: the job path reports it
+            logging.getLogger(__name__).warning("database not reachable yet: %s", exc)
 
 
 def dispose_engines() -> None:
