@@ -18,6 +18,7 @@ from kombu import Queue
 
 from app.core import metrics
 from app.core.config import Settings, get_settings
+from app.jobs.backends import redis_transport
 from app.jobs.registry import DEFAULT_QUEUE, KINDS, QUEUES, REPORTS_QUEUE
 
 TASK_MODULES = [
@@ -71,6 +72,7 @@ def create_celery(settings: Settings, *, publisher: bool = False) -> Celery:
     The publisher never touches the result store (Celery would otherwise subscribe to each
     task's result as it sends it, and with Redis down that retries for 20 s) and makes one
     connection attempt per publish (kombu would otherwise retry for seconds)."""
+    redis_transport.install()  # redis:// without a client object built per command
     timeout = settings.BROKER_PUBLISH_TIMEOUT_SECONDS
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
