@@ -55,24 +55,33 @@ from app.reports.spec import (  # noqa: E402
 
 def _params(kind: str, rows: int, **extra: Any) -> dict[str, Any]:
     request = HeavyReportRequest.model_validate(
-        {"report_type": kind, "dataset": {"source": "demo", "rows": rows, "seed": 1}, **extra})
+        {"report_type": kind, "dataset": {"source": "demo", "rows": rows, "seed": 1}, **extra}
+    )
     return validate_request(request, columns_of_demo("sales"))
 
 
 def _upload_params(kind: str, path: Path, fmt: str, **extra: Any) -> ReportParams:
     columns, _ = sniff_file(path, fmt)
     request = HeavyReportRequest.model_validate(
-        {"report_type": kind, "dataset": {"source": "upload", "dataset_id": "bench"}, **extra})
+        {"report_type": kind, "dataset": {"source": "upload", "dataset_id": "bench"}, **extra}
+    )
     params = validate_request(request, columns)
     params.update(dataset_path=str(path), dataset_format=fmt)
     return ReportParams.from_params(params)
 
 
 def _ctx(tmp: Path, kind: str, params: dict[str, Any]) -> JobContext:
-    return JobContext(job_id="bench", job_type=kind, params=params, owner_id=1, attempt=1,
-                      settings=Settings(ENVIRONMENT="test", VAR_DIR=tmp),
-                      report_progress=lambda p, m: None, check_cancelled=lambda: None,
-                      scratch_dir=tmp / "scratch")
+    return JobContext(
+        job_id="bench",
+        job_type=kind,
+        params=params,
+        owner_id=1,
+        attempt=1,
+        settings=Settings(ENVIRONMENT="test", VAR_DIR=tmp),
+        report_progress=lambda p, m: None,
+        check_cancelled=lambda: None,
+        scratch_dir=tmp / "scratch",
+    )
 
 
 def _write_demo(path: Path, rows: int, fmt: str) -> None:
@@ -126,27 +135,37 @@ def bench_excel(tmp: Path, rows: int) -> float:
     raw = time.perf_counter() - started
     del data
 
-    p = _upload_params("excel", parquet, "parquet", group_by=["region", "category"],
-                       measures=["revenue", "margin", "quantity"])
+    p = _upload_params(
+        "excel",
+        parquet,
+        "parquet",
+        group_by=["region", "category"],
+        measures=["revenue", "margin", "quantity"],
+    )
 
     def build() -> None:
         with open_dataset(p.source, temp_dir=tmp / "duck") as ds:
-            excel.build_excel(ds, p, tmp / "ours.xlsx", Progress(lambda *_: None),
-                              scratch_dir=tmp)
+            excel.build_excel(ds, p, tmp / "ours.xlsx", Progress(lambda *_: None), scratch_dir=tmp)
 
     ours, _ = best_of(3, build)
     job, _ = best_of(3, lambda: heavy.run(_ctx(tmp, "excel", _params("excel", rows))))
 
     ratio = raw / ours
     print(f"\nExcel, {rows:,} rows x 10 columns")
-    _line("raw XlsxWriter (constant_memory, write_row)", f"{rows / raw:>10,.0f} rows/s "
-          f"({raw:.1f} s, {os.path.getsize(tmp / 'raw.xlsx') / 1e6:.0f} MB)")
-    _line("our builder (Parquet in, full workbook out)", f"{rows / ours:>10,.0f} rows/s "
-          f"({ours:.1f} s, {os.path.getsize(tmp / 'ours.xlsx') / 1e6:.0f} MB)")
-    _line("our job end to end (demo rows generated)", f"{rows / job:>10,.0f} rows/s "
-          f"({job:.1f} s)")
-    _line("ratio ours / raw XlsxWriter", f"{ratio:>10.2f}x  (goal >= 0.9x: "
-          f"{_verdict(ratio >= 0.9)})")
+    _line(
+        "raw XlsxWriter (constant_memory, write_row)",
+        f"{rows / raw:>10,.0f} rows/s "
+        f"({raw:.1f} s, {os.path.getsize(tmp / 'raw.xlsx') / 1e6:.0f} MB)",
+    )
+    _line(
+        "our builder (Parquet in, full workbook out)",
+        f"{rows / ours:>10,.0f} rows/s "
+        f"({ours:.1f} s, {os.path.getsize(tmp / 'ours.xlsx') / 1e6:.0f} MB)",
+    )
+    _line("our job end to end (demo rows generated)", f"{rows / job:>10,.0f} rows/s ({job:.1f} s)")
+    _line(
+        "ratio ours / raw XlsxWriter", f"{ratio:>10.2f}x  (goal >= 0.9x: {_verdict(ratio >= 0.9)})"
+    )
     return ratio
 
 
@@ -181,23 +200,30 @@ def bench_rss(sizes: list[int]) -> tuple[float, float]:
     print("\nPeak RSS of the Excel job (fresh subprocess each)")
     peaks = []
     for rows in sizes:
-        out = subprocess.run([sys.executable, __file__, "--rss-child", str(rows)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(rows)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         got = json.loads(out.strip().splitlines()[-1])
         peaks.append(got["peak_mb"])
         _line(f"{rows:,} rows", f"{got['peak_mb']:>7.0f} MB  ({got['seconds']:.1f} s)")
     growth = peaks[-1] / peaks[0]
     ok = max(peaks) <= 200 and growth <= 1.25
-    _line(f"growth {sizes[0]:,} -> {sizes[-1]:,} rows", f"{growth:>7.2f}x  (goal: flat, "
-          f"<= 200 MB: {_verdict(ok)})")
+    _line(
+        f"growth {sizes[0]:,} -> {sizes[-1]:,} rows",
+        f"{growth:>7.2f}x  (goal: flat, <= 200 MB: {_verdict(ok)})",
+    )
     return max(peaks), growth
 
 
 # ----------------------------------------------------------------------------- PDF
 
 
-def _bare_pdf(path: Path, pages: list[tuple[str, list[str], list[list[float]], list[list[str]]]]
-              ) -> None:
+def _bare_pdf(
+    path: Path, pages: list[tuple[str, list[str], list[list[float]], list[list[str]]]]
+) -> None:
     """The baseline: a canvas loop, one ReportLab line chart and a small table per page."""
     from reportlab.graphics import renderPDF
     from reportlab.graphics.charts.linecharts import HorizontalLineChart
@@ -229,8 +255,9 @@ def _bare_pdf(path: Path, pages: list[tuple[str, list[str], list[list[float]], l
 
 
 def bench_pdf(tmp: Path, rows: int) -> float:
-    params = _params("pdf", rows, group_by=["product", "region"], measures=["revenue", "margin"],
-                     detail_rows=0)
+    params = _params(
+        "pdf", rows, group_by=["product", "region"], measures=["revenue", "margin"], detail_rows=0
+    )
     ours, out = best_of(3, lambda: heavy.run(_ctx(tmp, "pdf", params)))
     assert out.result is not None
     pages = int(out.result["pages"])
@@ -243,19 +270,19 @@ def bench_pdf(tmp: Path, rows: int) -> float:
     for item in items:
         labels = [analysis.period_label(r.start, "month") for r in item.trend]
         series = [[float(r.sums[j] or 0) for r in item.trend] for j in range(2)]
-        table = [[str(r.key), f"{r.count:,}", f"{r.sums[0]:,.2f}", f"{r.sums[1]:,.2f}"]
-                 for r in item.by_second]
+        table = [
+            [str(r.key), f"{r.count:,}", f"{r.sums[0]:,.2f}", f"{r.sums[1]:,.2f}"]
+            for r in item.by_second
+        ]
         content.append((f"product: {item.key}", labels, series, table))
     while len(content) < pages:  # same page count as ours, a chart on each
         content.append(content[len(content) % len(items)])
     bare, _ = best_of(3, lambda: _bare_pdf(tmp / "bare.pdf", content[:pages]))
 
     ratio = (pages / ours) / (pages / bare)
-    print(f"\nPDF, {pages} pages, a vector chart on {len(items)} of them "
-          f"({rows:,} rows in)")
+    print(f"\nPDF, {pages} pages, a vector chart on {len(items)} of them ({rows:,} rows in)")
     _line("bare ReportLab canvas loop", f"{pages / bare:>8.1f} pages/s ({bare:.2f} s)")
-    _line("our builder (queries + layout + charts)", f"{pages / ours:>8.1f} pages/s "
-          f"({ours:.2f} s)")
+    _line("our builder (queries + layout + charts)", f"{pages / ours:>8.1f} pages/s ({ours:.2f} s)")
     _line("ratio ours / bare", f"{ratio:>8.2f}x  (goal >= 0.8x: {_verdict(ratio >= 0.8)})")
     return ratio
 
@@ -263,8 +290,9 @@ def bench_pdf(tmp: Path, rows: int) -> float:
 # ----------------------------------------------------------------------------- analysis
 
 
-def pandas_analysis(df: Any, group_by: list[str], measures: list[str], date_column: str
-                    ) -> dict[str, Any]:
+def pandas_analysis(
+    df: Any, group_by: list[str], measures: list[str], date_column: str
+) -> dict[str, Any]:
     """What `analysis.analyze` computes, written the usual pandas way."""
     import pandas as pd
 
@@ -276,17 +304,30 @@ def pandas_analysis(df: Any, group_by: list[str], measures: list[str], date_colu
         stats: dict[str, Any] = {"count": count, "nulls": n - count, "distinct": s.nunique()}
         if pd.api.types.is_numeric_dtype(s):
             q1, median, q3 = s.quantile([0.25, 0.5, 0.75])
-            stats.update(mean=s.mean(), std=s.std(), min=s.min(), max=s.max(), sum=s.sum(),
-                         p25=q1, median=median, p75=q3)
+            stats.update(
+                mean=s.mean(),
+                std=s.std(),
+                min=s.min(),
+                max=s.max(),
+                sum=s.sum(),
+                p25=q1,
+                median=median,
+                p75=q3,
+            )
         elif pd.api.types.is_datetime64_any_dtype(s):
             stats.update(min=s.min(), max=s.max())
         else:
             lengths = s.str.len()
-            stats.update(min_length=lengths.min(), max_length=lengths.max(),
-                         top_values=s.value_counts().head(5).to_dict())
+            stats.update(
+                min_length=lengths.min(),
+                max_length=lengths.max(),
+                top_values=s.value_counts().head(5).to_dict(),
+            )
         columns[name] = stats
-    totals = {m: {"sum": df[m].sum(), "avg": df[m].mean(), "min": df[m].min(),
-                  "max": df[m].max()} for m in measures}
+    totals = {
+        m: {"sum": df[m].sum(), "avg": df[m].mean(), "min": df[m].min(), "max": df[m].max()}
+        for m in measures
+    }
     groups = {}
     for g in group_by:
         agg = df.groupby(g, observed=True)[measures].agg(["sum", "mean"])
@@ -306,11 +347,21 @@ def pandas_analysis(df: Any, group_by: list[str], measures: list[str], date_colu
         low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
         s = df[m]
         above, below = s > high, s < low
-        outliers[m] = {"above": int(above.sum()), "below": int(below.sum()),
-                       "examples_high": df[above].nlargest(5, m),
-                       "examples_low": df[below].nsmallest(5, m)}
-    return {"rows": n, "columns": columns, "totals": totals, "groups": groups,
-            "trend": (trend, growth, yoy), "correlations": corr, "outliers": outliers}
+        outliers[m] = {
+            "above": int(above.sum()),
+            "below": int(below.sum()),
+            "examples_high": df[above].nlargest(5, m),
+            "examples_low": df[below].nsmallest(5, m),
+        }
+    return {
+        "rows": n,
+        "columns": columns,
+        "totals": totals,
+        "groups": groups,
+        "trend": (trend, growth, yoy),
+        "correlations": corr,
+        "outliers": outliers,
+    }
 
 
 def bench_analysis(tmp: Path, rows: int) -> tuple[float, float]:
@@ -336,9 +387,12 @@ def bench_analysis(tmp: Path, rows: int) -> tuple[float, float]:
     started = time.perf_counter()
     stored = tmp / "stored.parquet"
     columns, _ = dataset_store.convert_to_parquet(csv, "csv", stored, temp_dir=tmp / "duck")
-    params = validate_request(HeavyReportRequest.model_validate(
-        {"report_type": "analysis", "dataset": {"source": "upload", "dataset_id": "b"},
-         **extra}), columns)
+    params = validate_request(
+        HeavyReportRequest.model_validate(
+            {"report_type": "analysis", "dataset": {"source": "upload", "dataset_id": "b"}, **extra}
+        ),
+        columns,
+    )
     params.update(dataset_path=str(stored), dataset_format="parquet")
     converted = time.perf_counter() - started
     heavy.run(_ctx(tmp, "analysis", params))
@@ -355,22 +409,29 @@ def bench_analysis(tmp: Path, rows: int) -> tuple[float, float]:
         assert np.isclose(ours_result["totals"][m]["sum"], theirs["totals"][m]["sum"])
         assert np.isclose(ours_result["columns"][m]["median"], theirs["columns"][m]["median"])
         assert ours_result["outliers"]["measures"][m]["above"] == theirs["outliers"][m]["above"]
-    assert ours_result["columns"]["unit_price"]["distinct"] == \
-        theirs["columns"]["unit_price"]["distinct"]
+    assert (
+        ours_result["columns"]["unit_price"]["distinct"]
+        == theirs["columns"]["unit_price"]["distinct"]
+    )
 
     compute_ratio = pandas_compute / ours
     csv_ratio = pandas_csv / ours_csv
     print(f"\nAnalysis, {rows:,} rows x 10 columns")
     _line("pandas, compute only (DataFrame in memory)", f"{pandas_compute:>7.1f} s")
     _line("ours, compute only (DuckDB on Parquet)", f"{ours:>7.1f} s")
-    _line("ratio pandas / ours, compute only", f"{compute_ratio:>7.1f}x  (goal >= 5x: "
-          f"{_verdict(compute_ratio >= 5)})")
-    _line("pandas from CSV (read_csv + compute)", f"{pandas_csv:>7.1f} s "
-          f"(read_csv {loaded:.1f} s)")
-    _line("ours from CSV (upload to Parquet + job)", f"{ours_csv:>7.1f} s "
-          f"(upload conversion {converted:.1f} s)")
-    _line("ratio pandas / ours, from CSV", f"{csv_ratio:>7.1f}x  (goal >= 5x: "
-          f"{_verdict(csv_ratio >= 5)})")
+    _line(
+        "ratio pandas / ours, compute only",
+        f"{compute_ratio:>7.1f}x  (goal >= 5x: {_verdict(compute_ratio >= 5)})",
+    )
+    _line("pandas from CSV (read_csv + compute)", f"{pandas_csv:>7.1f} s (read_csv {loaded:.1f} s)")
+    _line(
+        "ours from CSV (upload to Parquet + job)",
+        f"{ours_csv:>7.1f} s (upload conversion {converted:.1f} s)",
+    )
+    _line(
+        "ratio pandas / ours, from CSV",
+        f"{csv_ratio:>7.1f}x  (goal >= 5x: {_verdict(csv_ratio >= 5)})",
+    )
     return compute_ratio, csv_ratio
 
 
@@ -384,8 +445,10 @@ def main() -> None:
         rss_child(args.rss_child)
         return
     scale = 10 if args.quick else 1
-    print(f"bench/reports.py  python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"duckdb {duckdb.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"bench/reports.py  python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"duckdb {duckdb.__version__}, load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as name:
         tmp = Path(name)
         if args.only in (None, "excel"):
