@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from app.core.config import set_settings
 from app.core.db import session_scope
 from app.core.prepared import PreparedStatement
 from app.jobs import service
 from app.jobs.states import JOBS
 from app.models import ReportJob, User, UTCDateTime, utcnow
+from tests.conftest import _admin_exec, fresh_database, make_settings
 
 
 def _job() -> str:
@@ -79,3 +83,31 @@ def test_driver_errors_are_sqlalchemy_errors_and_free_the_connection(database_ur
     assert isinstance(caught.value, DBAPIError)
     # The failed statement rolled back; the pooled connection still works.
     assert UPDATE.returning({"p_id": job_id, "p_history": [], "p_at": utcnow()}) is not None
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    database = fresh_database("postgresql", tmp_path)
+    set_settings(make_settings(tmp_path, database.url))
+    try:
+        yield database.url
+    finally:
+        set_settings(None)
+        assert database.drop is not None
+        database.drop()
+
+
+def test_a_dropped_server_connection_fails_once_then_the_pool_recovers(postgres_url: str) -> None:
+    """What a PostgreSQL restart or failover does to the workers' pooled connections."""
+    job_id = _job()
+    touch = {"p_id": job_id, "p_history": [], "p_at": utcnow()}
+    assert UPDATE.returning(touch) is not None  # the pool now holds a live connection
+    database = postgres_url.rsplit("/", 1)[1]
+    _admin_exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+    with pytest.raises(DBAPIError) as caught:
+        UPDATE.returning(touch)
+    assert caught.value.connection_invalidated  # task_base turns this into a redelivery
+    assert UPDATE.returning(touch) is not None
