@@ -159,7 +159,7 @@ def test_storage_root_holds_no_client_paths(database_url: str, tmp_path: Path) -
         resolve(get_settings(), "../outside.txt")
 
 
-def test_lost_publishes_are_found_after_the_visibility_timeout(database_url: str) -> None:
+def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: str) -> None:
     with session_scope() as session:
         user = User(name="lost-publish")
         session.add(user)
@@ -179,6 +179,8 @@ def test_lost_publishes_are_found_after_the_visibility_timeout(database_url: str
         for name in ("old", "local"):
             session.get(ReportJob, jobs[name]).queued_at = old  # type: ignore[union-attr]
     with session_scope() as session:
-        found = service.lost_publishes(session=session, queued_before=utcnow() - timedelta(hours=1))
+        found = service.queued_on_brokers(
+            session=session, queued_before=utcnow() - timedelta(hours=1)
+        )
     # Local jobs live in the database itself: nothing to re-send.
-    assert found == [jobs["old"]]
+    assert found == [(jobs["old"], "celery", old)]

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         return self.retry_delay(self.JOB_MAX_RETRIES)
 
     @property
+    def publish_grace(self) -> float:
+        """How long a `queued` row may wait for its publish (bounded by the publish timeout,
+        after which a failed publish moves it back to `pending`) before the relay asks the
+        broker whether it got the message."""
+        return self.OUTBOX_GRACE_SECONDS + 2 * self.BROKER_PUBLISH_TIMEOUT_SECONDS
+
+    @property
     def visibility_timeout(self) -> float:
         """Checked at start-up: above the hard limit plus the longest backoff."""
         floor = self.JOB_HARD_TIME_LIMIT_SECONDS + self.longest_backoff

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -143,7 +143,7 @@ class Dispatcher:
     def _mark(session: Session, job_id: str, name: str, status: str) -> bool:
         if status == S.QUEUED:
             # Re-publishing a queued job (reaper, lost publish): a fresh `queued_at`, so the
-            # relay's lost-publish rule waits a full visibility timeout again.
+            # relay's lost-publish checks start over (publish grace, visibility timeout).
             return transition(
                 session,
                 job_id,
@@ -163,6 +163,26 @@ class Dispatcher:
         except Exception as exc:  # the DB row stays the source of truth
             log.debug("live state of %s from %s failed: %s", job_id, backend, exc)
             return None
+
+    def unheld(self, jobs: Iterable[tuple[str, str]]) -> list[str]:
+        """Of these (job id, backend) pairs, the jobs whose backend says it holds no message
+        for them. A backend that is down or cannot tell vouches for all of its jobs."""
+        by_backend: dict[str, list[str]] = {}
+        for job_id, name in jobs:
+            by_backend.setdefault(name, []).append(job_id)
+        missing: list[str] = []
+        for name, job_ids in by_backend.items():
+            backend = self.backends.get(name)
+            if backend is None or not self.usable(name):
+                continue
+            try:
+                held = backend.held(job_ids)
+            except Exception as exc:
+                log.debug("could not read %s's messages: %s", name, exc)
+                continue
+            if held is not None:
+                missing += [job_id for job_id in job_ids if job_id not in held]
+        return missing
 
     def probe(self) -> dict[str, bool]:
         """Ping every backend (off the request path) and update the breakers."""

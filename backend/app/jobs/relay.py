@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -30,6 +30,8 @@ class RelayReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    """`queued` jobs whose message was lost, sent again."""
 
 
 def relay_once(
@@ -43,11 +45,8 @@ def relay_once(
         report.requeued, report.failed = service.requeue_stale(
             session=session, stale_before=now - timedelta(seconds=stale)
         )
-    with session_scope() as session:
-        lost = service.lost_publishes(
-            session=session, queued_before=now - timedelta(seconds=settings.visibility_timeout)
-        )
-    for job_id in [*report.requeued, *lost]:
+    report.resent = _lost_publishes(settings, dispatcher, now)
+    for job_id in [*report.requeued, *report.resent]:
         _guarded(_republish, dispatcher, job_id)
 
     grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
@@ -64,15 +63,34 @@ def relay_once(
     for job_id in overdue:
         if _guarded(dispatcher.submit, job_id) == S.QUEUED:
             report.retried.append(job_id)
-    if report.published or report.requeued or report.failed or report.retried:
+    if report.published or report.requeued or report.failed or report.retried or report.resent:
         log.info(
-            "relay: published %d, requeued %d, failed %d, retried %d",
+            "relay: published %d, requeued %d, failed %d, retried %d, re-sent %d lost",
             len(report.published),
             len(report.requeued),
             len(report.failed),
             len(report.retried),
+            len(report.resent),
         )
     return report
+
+
+def _lost_publishes(settings: Settings, dispatcher: Dispatcher, now: datetime) -> list[str]:
+    """`queued` jobs whose message is gone: never sent (a crash between commit and publish)
+    or lost with a broker restarted without its data. A re-send is safe either way: the claim
+    makes a duplicate a no-op.
+
+    Past the visibility timeout a job is re-sent whatever the broker says; before that, once
+    the publish grace is over, as soon as its broker reports holding no message for it.
+    """
+    with session_scope() as session:
+        queued = service.queued_on_brokers(
+            session=session, queued_before=now - timedelta(seconds=settings.publish_grace)
+        )
+    expired = now - timedelta(seconds=settings.visibility_timeout)
+    certain = [job_id for job_id, _, queued_at in queued if queued_at < expired]
+    suspects = [(job_id, backend) for job_id, backend, queued_at in queued if queued_at >= expired]
+    return certain + dispatcher.unheld(suspects) if suspects else certain
 
 
 def _guarded(action: Callable[..., object], *args: object) -> str | None:

@@ -338,22 +338,23 @@ def pending_for_relay(*, session: Session, older_than: datetime, limit: int = 50
     )
 
 
-def lost_publishes(*, session: Session, queued_before: datetime, limit: int = 500) -> list[str]:
-    """`queued` on a broker for longer than its visibility timeout and never started: the
-    publish after the commit was lost (a crash in between), or the message was. Re-sending is
-    safe: the claim makes a duplicate a no-op."""
-    return list(
-        session.scalars(
-            select(ReportJob.id)
-            .where(
-                ReportJob.status == S.QUEUED,
-                ReportJob.backend.in_(["celery", "rq"]),
-                ReportJob.queued_at < queued_before,
-            )
-            .order_by(ReportJob.queued_at)
-            .limit(limit)
-        ).all()
-    )
+def queued_on_brokers(
+    *, session: Session, queued_before: datetime, limit: int = 500
+) -> list[tuple[str, str, datetime]]:
+    """(id, backend, queued_at) of jobs `queued` on Celery or RQ before `queued_before` and
+    never started, oldest first: the relay's candidates for a lost publish (a crash between
+    commit and publish, or a broker restarted without its data)."""
+    rows = session.execute(
+        select(ReportJob.id, ReportJob.backend, ReportJob.queued_at)
+        .where(
+            ReportJob.status == S.QUEUED,
+            ReportJob.backend.in_(["celery", "rq"]),
+            ReportJob.queued_at < queued_before,
+        )
+        .order_by(ReportJob.queued_at)
+        .limit(limit)
+    ).all()
+    return [(job_id, str(backend), at) for job_id, backend, at in rows if at is not None]
 
 
 def overdue_retries(*, session: Session, due_before: datetime, limit: int = 500) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from typing import Protocol
 
 from app.jobs.registry import JobKind
@@ -27,6 +28,11 @@ class Backend(Protocol):
 
     def queue_lengths(self) -> dict[str, int]:
         """Messages waiting per queue, for metrics and `celery_manager.py status`."""
+
+    def held(self, job_ids: Collection[str]) -> set[str] | None:
+        """Those of `job_ids` whose message the broker still holds (waiting, or delivered and
+        not yet acknowledged); None if it cannot tell cheaply. The relay re-sends the others
+        at once instead of waiting out the visibility timeout."""
 
 
 class Breaker:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Collection, Iterable
 
 from kombu.exceptions import OperationalError
 
@@ -15,6 +17,9 @@ log = logging.getLogger(__name__)
 
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)  # kombu's Redis transport keeps one list per priority step
+_UNACKED = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
+HELD_SCAN_LIMIT = 2000
+"""Above this many messages on the broker, `held` does not read them (None: can't tell)."""
 
 
 class CeleryBackend:
@@ -66,12 +71,52 @@ class CeleryBackend:
         if self._redis is None:
             return {}
         pipe = self._redis.pipeline()
-        for queue in QUEUES:
-            pipe.llen(queue)
-            for step in _PRIORITY_STEPS:
-                pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
+        for key in _queue_keys():
+            pipe.llen(key)
         counts = pipe.execute()
         width = 1 + len(_PRIORITY_STEPS)
         return {
             queue: int(sum(counts[i * width : (i + 1) * width])) for i, queue in enumerate(QUEUES)
         }
+
+    def held(self, job_ids: Collection[str]) -> set[str] | None:
+        """Read the waiting lists and the unacked hash (the task id is the job id)."""
+        if self._redis is None:
+            return None
+        keys = _queue_keys()
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        pipe.hlen(_UNACKED)
+        if sum(pipe.execute()) > HELD_SCAN_LIMIT:
+            return None
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.hvals(_UNACKED)
+        *waiting, unacked = pipe.execute()
+        ids = _task_ids(raw for messages in waiting for raw in messages)
+        ids |= _task_ids(raw for raw in unacked)
+        return {job_id for job_id in job_ids if job_id in ids}
+
+
+def _queue_keys() -> list[str]:
+    """Every list kombu's Redis transport keeps for our queues, in QUEUES order."""
+    return [
+        key
+        for queue in QUEUES
+        for key in (queue, *(f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS))
+    ]
+
+
+def _task_ids(raw_messages: Iterable[bytes]) -> set[str]:
+    """Task ids of kombu envelopes (unacked entries wrap theirs in a list); others skipped."""
+    ids = set()
+    for raw in raw_messages:
+        try:
+            envelope = json.loads(raw)
+            if isinstance(envelope, list):
+                envelope = envelope[0]
+            ids.add(str(envelope["headers"]["id"]))
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue  # not a Celery message (e.g. something pushed by hand)
+    return ids

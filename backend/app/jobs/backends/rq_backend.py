@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 
 from redis.exceptions import RedisError
@@ -56,3 +57,11 @@ class RqBackend:
 
     def queue_lengths(self) -> dict[str, int]:
         return {name: self._queue(name).count for name in QUEUES}
+
+    def held(self, job_ids: Collection[str]) -> set[str] | None:
+        """RQ keeps a hash per enqueued job (the job id is ours) until its result expires."""
+        ordered = list(job_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ordered:
+            pipe.exists(Job.key_for(job_id))
+        return {job_id for job_id, exists in zip(ordered, pipe.execute(), strict=True) if exists}
