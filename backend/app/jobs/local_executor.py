@@ -14,6 +14,8 @@ import os
 import queue
 import signal
 import threading
+import time
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -25,6 +27,22 @@ from app.core.config import Settings, set_settings
 log = logging.getLogger(__name__)
 _ctx = mp.get_context("spawn")
 
+HEALTHY_AFTER_SECONDS = 30.0
+"""A worker that dies sooner than this after its start counts as crash-looping."""
+MAX_RESTART_DELAY_SECONDS = 60.0
+
+
+@dataclass
+class _Slot:
+    """One worker position: its process and its crash history."""
+
+    proc: SpawnProcess
+    started: float
+    crashes: int = 0
+    """Consecutive deaths soon after a start (a worker that dies at once, e.g. bad config)."""
+    restart_at: float | None = None
+    """When a dead worker may be replaced; None while it is alive (or not yet noticed)."""
+
 
 class LocalExecutor:
     """A fixed pool of worker processes owned by the API process."""
@@ -34,10 +52,10 @@ class LocalExecutor:
         self.size = workers or settings.LOCAL_WORKERS
         self._wake: Queue[None] = _ctx.Queue()
         self._stop: Event = _ctx.Event()
-        self._procs: list[SpawnProcess] = []
+        self._slots: list[_Slot] = []
 
     def start(self) -> None:
-        self._procs = [self._spawn(index) for index in range(self.size)]
+        self._slots = [_Slot(self._spawn(index), time.monotonic()) for index in range(self.size)]
         log.info("local executor started with %d worker processes", self.size)
 
     def _spawn(self, index: int) -> SpawnProcess:
@@ -57,7 +75,7 @@ class LocalExecutor:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        for _ in self._procs:
+        for _ in self._slots:
             self.wake()
         for proc in self._procs:
             proc.join(timeout)
@@ -66,21 +84,48 @@ class LocalExecutor:
                 proc.join(2)
             if proc.pid is not None:
                 metrics.mark_process_dead(proc.pid)
-        self._procs.clear()
+        self._slots.clear()
+
+    @property
+    def _procs(self) -> list[SpawnProcess]:
+        return [slot.proc for slot in self._slots]
 
     def supervise(self) -> int:
-        """Replace worker processes that died (OOM kill, segfault in a native library)."""
+        """Replace worker processes that died (OOM kill, segfault in a native library).
+
+        A worker that dies soon after its start again and again (bad configuration, a
+        library that crashes on import) is restarted after a growing delay, 1 s doubling up
+        to a minute, not on every relay pass. Returns how many were started.
+        """
         restarted = 0
         if self._stop.is_set():
             return 0
-        for index, proc in enumerate(self._procs):
-            if not proc.is_alive():
-                log.warning("local worker %s died (exit %s); restarting", proc.name, proc.exitcode)
-                if proc.pid is not None:
-                    metrics.mark_process_dead(proc.pid)  # its jobs are no longer active
-                self._procs[index] = self._spawn(index)
+        now = time.monotonic()
+        for index, slot in enumerate(self._slots):
+            if slot.proc.is_alive():
+                continue
+            if slot.restart_at is None:  # a death not yet noticed
+                slot.restart_at = now + self._restart_delay(slot, now)
+                if slot.proc.pid is not None:
+                    metrics.mark_process_dead(slot.proc.pid)  # its jobs are no longer active
+                log.warning(
+                    "local worker %s died (exit %s); restarting in %.0f s",
+                    slot.proc.name,
+                    slot.proc.exitcode,
+                    slot.restart_at - now,
+                )
+            if now >= slot.restart_at:
+                self._slots[index] = _Slot(self._spawn(index), now, crashes=slot.crashes)
                 restarted += 1
         return restarted
+
+    @staticmethod
+    def _restart_delay(slot: _Slot, now: float) -> float:
+        if now - slot.started >= HEALTHY_AFTER_SECONDS:
+            slot.crashes = 0
+            return 0.0
+        slot.crashes += 1
+        return float(min(MAX_RESTART_DELAY_SECONDS, 2 ** (slot.crashes - 1)))
 
     @property
     def alive(self) -> int:
