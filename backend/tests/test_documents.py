@@ -531,6 +531,27 @@ def test_file_damaged_after_upload_ends_in_a_clean_failed_job(service: Service,
     assert "cannot be decoded" in job["error"]
 
 
+def test_delete_removes_the_row_and_the_file_for_its_owner_only(
+    service: Service, auth: dict[str, str], other_auth: dict[str, str]
+) -> None:
+    response = upload(service, auth, "gone.png", png_bytes(["gone"], (300, 100)))
+    document_id = response.json()["document"]["document_id"]
+    with session_scope() as session:
+        document = session.get(Document, document_id)
+        assert document is not None
+        path = absolute_path(service.settings, document)
+    url = f"/documents/{document_id}"
+    refused = service.client.delete(url, headers=other_auth)
+    assert refused.status_code == 404 and path.is_file()  # not theirs: as if absent
+
+    assert service.client.delete(url, headers=auth).status_code == 204
+    assert not path.exists()
+    assert service.client.get(url, headers=auth).status_code == 404
+    assert service.client.delete(url, headers=auth).status_code == 404
+    again = service.client.post(f"{url}/thumbnails", headers=auth)
+    assert again.status_code == 404
+
+
 def test_store_enforces_the_limit_while_streaming(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, MAX_UPLOAD_BYTES=1000)
     source = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * 5000)

@@ -99,6 +99,17 @@ def list_owned(
     return list(items), int(total)
 
 
+def delete_owned(*, settings: Settings, session: Session, owner: User, document_id: str) -> Path:
+    """Delete the row (the caller commits) and return the file to unlink once committed, so a
+    failed commit never leaves a row without its file. A job already queued on the document
+    fails with a readable error ("the document file is missing")."""
+    document = get_owned(session=session, owner=owner, document_id=document_id)
+    path = absolute_path(settings, document)
+    session.delete(document)
+    session.flush()
+    return path
+
+
 def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
     try:
         size, digest = copy_limited(source, dest, limit)

@@ -80,6 +80,20 @@ def get_document(document_id: str, session: SessionDep, user: CurrentUser) -> Do
     return DocumentRead.from_row(_owned(session, user, document_id))
 
 
+@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(document_id: str, session: SessionDep, user: CurrentUser) -> Response:
+    """The upload and its file. The results of jobs already run on it are kept."""
+    try:
+        path = store.delete_owned(
+            settings=get_settings(), session=session, owner=user, document_id=document_id
+        )
+    except store.DocumentNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
+    session.commit()
+    path.unlink(missing_ok=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/{document_id}/ocr", status_code=status.HTTP_202_ACCEPTED,
              response_model=JobAccepted)
 def start_ocr(
