@@ -135,3 +135,24 @@ def test_health_live_needs_no_token(service: Service) -> None:
     response = service.client.get("/health/live")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_notify_email_queues_a_notice_or_asks_for_an_address(service: Service) -> None:
+    body = {
+        "report_type": "analysis",
+        "dataset": {"source": "demo", "name": "sales", "rows": 200, "seed": 1},
+        "title": "Weekly",
+        "notify": "email",
+    }
+    nobody = service.headers(service.token())
+    refused = service.client.post("/reports/heavy", json=body, headers=nobody)
+    assert refused.status_code == 422
+    assert "reportctl token create NAME --email" in refused.json()["detail"]
+
+    owner = service.headers(service.token(email="owner@example.com"))
+    accepted = service.client.post("/reports/heavy", json=body, headers=owner)
+    assert accepted.status_code == 202, accepted.text
+    assert service.wait(accepted.json()["job_id"], owner)["status"] == "completed"
+    notices = service.client.get("/reports/jobs", params={"job_type": "email"}, headers=owner)
+    (notice,) = notices.json()["items"]
+    assert notice["status"] in ("queued", "started", "retrying", "completed", "failed")

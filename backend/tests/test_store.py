@@ -11,7 +11,9 @@ from sqlalchemy import select
 from app.core.config import get_settings, set_settings
 from app.core.db import session_scope
 from app.core.security import hash_token
-from app.jobs import service
+from app.jobs import hooks, service
+from app.jobs.dispatch import Dispatcher, set_dispatcher
+from app.jobs.relay import relay_once
 from app.jobs.runner import run_job
 from app.jobs.states import ALLOWED, IllegalTransition, check, transition
 from app.models import ApiToken, JobStatus, ReportJob, User, utcnow
@@ -184,3 +186,74 @@ def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: st
         )
     # Local jobs live in the database itself: nothing to re-send.
     assert found == [(jobs["old"], "celery", old)]
+
+
+def _job_asking_for_a_notice(email: str | None) -> tuple[str, int]:
+    with session_scope() as session:
+        user = User(name=f"notify-{utcnow().timestamp()}", email=email)
+        session.add(user)
+        session.flush()
+        job = service.create_job(
+            session=session,
+            owner=user,
+            job_type="dummy",
+            params={"delay_seconds": 0, "notify": "email", "title": "Q3 sales"},
+            max_attempts=get_settings().max_attempts,
+            queued_on="local",
+        )
+        return job.id, user.id
+
+
+def _notices(owner_id: int) -> list[ReportJob]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(ReportJob).where(
+                    ReportJob.owner_id == owner_id, ReportJob.job_type == "email"
+                )
+            )
+        )
+
+
+def test_the_report_ready_notice_is_queued_with_the_link(database_url: str) -> None:
+    set_dispatcher(Dispatcher(get_settings()))
+    try:
+        job_id, owner_id = _job_asking_for_a_notice("owner@example.com")
+        assert run_job(job_id).status == "completed"
+    finally:
+        set_dispatcher(None)
+    (notice,) = _notices(owner_id)
+    assert (notice.status, notice.backend) == (S.QUEUED, "local")
+    assert notice.params["to"] == "owner@example.com"
+    assert notice.params["context"]["title"] == "Q3 sales"
+    assert notice.params["context"]["download_url"].endswith(f"/reports/jobs/{job_id}/download")
+
+
+def test_a_notice_survives_a_worker_dying_right_after_the_completion(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice row commits with the completion; its publish may be lost, not the notice."""
+    dispatcher = Dispatcher(get_settings())
+    set_dispatcher(dispatcher)
+    try:
+        # The worker is killed after its commit, before it publishes the notice.
+        monkeypatch.setattr(hooks, "send_notice", lambda job_id, notice_id: None)
+        job_id, owner_id = _job_asking_for_a_notice("owner@example.com")
+        assert run_job(job_id).status == "completed"
+        (notice,) = _notices(owner_id)
+        assert notice.status == S.PENDING  # in the outbox
+        with session_scope() as session:
+            row = session.get(ReportJob, notice.id)
+            assert row is not None
+            row.created_at = utcnow() - timedelta(minutes=1)  # past the outbox grace
+        assert relay_once(get_settings(), dispatcher).published == [notice.id]
+    finally:
+        set_dispatcher(None)
+    (notice,) = _notices(owner_id)
+    assert (notice.status, notice.backend) == (S.QUEUED, "local")
+
+
+def test_no_address_no_notice_and_the_report_still_completes(database_url: str) -> None:
+    job_id, owner_id = _job_asking_for_a_notice(None)
+    assert run_job(job_id).status == "completed"
+    assert _notices(owner_id) == []

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -92,8 +94,11 @@ class _Attempt:
             duration=time.monotonic() - self.clock,
         )
 
-    def end(self, target: JobStatus, **values: Any) -> bool:
-        """Record how the attempt ended; False if the job was cancelled or taken over."""
+    def end(self, target: JobStatus, session: Session | None = None, **values: Any) -> bool:
+        """Record how the attempt ended; False if the job was cancelled or taken over.
+
+        With `session`, the write joins the caller's transaction instead of committing alone.
+        """
         values.setdefault("finished_at", utcnow())
         entry = {
             "attempt": self.claim.attempts,
@@ -107,6 +112,7 @@ class _Attempt:
             job_id=self.claim.job_id,
             attempt=self.claim.attempts,
             target=target,
+            session=session,
             history=[*self.claim.history, entry],
             **values,
         )
@@ -235,13 +241,7 @@ def _complete(attempt: _Attempt, output: JobOutput) -> str:
             artifact_size=stored.size,
             artifact_sha256=stored.sha256,
         )
-    if attempt.end(S.COMPLETED, **values):
-        hooks.after_completed(
-            settings=settings,
-            job_id=job_id,
-            owner_id=attempt.claim.owner_id,
-            params=attempt.claim.params,
-        )
+    if _record_completion(attempt, values):
         return "completed"
     # Cancelled (or taken over) while we finished: our file must not outlive the decision.
     with session_scope() as session:
@@ -250,6 +250,26 @@ def _complete(attempt: _Attempt, output: JobOutput) -> str:
     if not keep:
         artifacts.remove_job_files(settings, job_id)
     return "cancelled"
+
+
+def _record_completion(attempt: _Attempt, values: dict[str, Any]) -> bool:
+    """The completion, and with it (one transaction) the report-ready notice if asked for."""
+    claim = attempt.claim
+    if not hooks.wants_notice(claim.params):
+        return attempt.end(S.COMPLETED, **values)
+    with session_scope() as session:
+        if not attempt.end(S.COMPLETED, session=session, **values):
+            return False
+        notice_id = hooks.add_report_ready_notice(
+            session=session,
+            settings=attempt.settings,
+            job_id=claim.job_id,
+            owner_id=claim.owner_id,
+            params=claim.params,
+        )
+    if notice_id is not None:
+        hooks.send_notice(claim.job_id, notice_id)
+    return True
 
 
 def _discard(settings: Settings, job_id: str) -> None:

@@ -266,9 +266,25 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def finish(*, job_id: str, attempt: int, target: JobStatus, **values: Any) -> bool:
-    """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job."""
-    return owned_transition(job_id, source=[S.STARTED], target=target, attempt=attempt, **values)
+def finish(
+    *, job_id: str, attempt: int, target: JobStatus, session: Session | None = None, **values: Any
+) -> bool:
+    """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job.
+
+    Committed on its own, or with `session` as part of the caller's unit of work (e.g. the
+    completion together with the rows it creates)."""
+    if session is None:
+        return owned_transition(
+            job_id, source=[S.STARTED], target=target, attempt=attempt, **values
+        )
+    return transition(
+        session,
+        job_id,
+        source=[S.STARTED],
+        target=target,
+        where=[JOBS.c.attempts == attempt],
+        **values,
+    )
 
 
 def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str], list[str]]:
