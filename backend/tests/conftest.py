@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +30,9 @@ from app.core.config import Settings, set_settings
 from app.core.db import session_scope
 from app.main import create_app
 from app.users import create_token
+
+if TYPE_CHECKING:
+    from tests.infra import RedisServer  # infra imports this module
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the failures
 
@@ -205,3 +208,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         set_settings(None)
         if database.drop:
             database.drop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server for the module (skips, or fails in CI, without the binary)."""
+    from tests.infra import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

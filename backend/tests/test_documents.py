@@ -516,14 +516,19 @@ def test_upload_limits(service: Service, auth: dict[str, str]) -> None:
     assert leftovers == []  # refused uploads leave nothing behind
 
 
-def test_file_damaged_after_upload_ends_in_a_clean_failed_job(service: Service,
-                                                             auth: dict[str, str]) -> None:
-    response = upload(service, auth, "fine.png", png_bytes(["fine"], (300, 100)))
+def _stored(service: Service, auth: dict[str, str], name: str) -> tuple[str, Path]:
+    """Upload a small PNG; its id and where the service stored it."""
+    response = upload(service, auth, name, png_bytes([name], (300, 100)))
     document_id = response.json()["document"]["document_id"]
     with session_scope() as session:
         document = session.get(Document, document_id)
         assert document is not None
-        path = absolute_path(service.settings, document)
+        return document_id, absolute_path(service.settings, document)
+
+
+def test_file_damaged_after_upload_ends_in_a_clean_failed_job(service: Service,
+                                                             auth: dict[str, str]) -> None:
+    document_id, path = _stored(service, auth, "fine.png")
     path.write_bytes(path.read_bytes()[:120])
     accepted = service.client.post(f"/documents/{document_id}/thumbnails", headers=auth)
     job = service.wait(accepted.json()["job_id"], auth)
@@ -534,12 +539,7 @@ def test_file_damaged_after_upload_ends_in_a_clean_failed_job(service: Service,
 def test_delete_removes_the_row_and_the_file_for_its_owner_only(
     service: Service, auth: dict[str, str], other_auth: dict[str, str]
 ) -> None:
-    response = upload(service, auth, "gone.png", png_bytes(["gone"], (300, 100)))
-    document_id = response.json()["document"]["document_id"]
-    with session_scope() as session:
-        document = session.get(Document, document_id)
-        assert document is not None
-        path = absolute_path(service.settings, document)
+    document_id, path = _stored(service, auth, "gone.png")
     url = f"/documents/{document_id}"
     refused = service.client.delete(url, headers=other_auth)
     assert refused.status_code == 404 and path.is_file()  # not theirs: as if absent

@@ -31,16 +31,6 @@ from tests.infra import RedisServer
 QUEUE = "reports"  # where dummy jobs go
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("lost-publish-redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def brokers(
     database_url: str, tmp_path: Path, redis_server: RedisServer

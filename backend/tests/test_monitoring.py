@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -42,15 +41,6 @@ def test_database_check_names_the_failure_within_its_timeout(tmp_path: Path) -> 
     assert not bad.ok and bad.name == "database"
     assert "OperationalError" in bad.detail or "no answer" in bad.detail
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_broker_and_result_backend_checks_follow_redis(redis_server: RedisServer) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
@@ -15,13 +13,8 @@ QUEUE = Queue("transport-test", Exchange("transport-test"), routing_key="transpo
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-transport"))
-    server.start()
-    try:
-        yield server.url(0)
-    finally:
-        server.stop()
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url(0)
 
 
 def _publish(connection: Connection, body: dict[str, int]) -> None:

@@ -22,16 +22,18 @@ from app.users import create_token, user_for_token
 S = JobStatus
 
 
-def _new_job(fail_times: int = 0, status: JobStatus = S.QUEUED) -> str:
+def _new_job(
+    fail_times: int = 0, status: JobStatus = S.QUEUED, *, email: str | None = None, **params: str
+) -> str:
     with session_scope() as session:
-        user = User(name=f"u-{utcnow().timestamp()}")
+        user = User(name=f"u-{utcnow().timestamp()}", email=email)
         session.add(user)
         session.flush()
         job = service.create_job(
             session=session,
             owner=user,
             job_type="dummy",
-            params={"delay_seconds": 0, "fail_times": fail_times},
+            params={"delay_seconds": 0, "fail_times": fail_times, **params},
             max_attempts=get_settings().max_attempts,
         )
         job.status = status
@@ -189,19 +191,8 @@ def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: st
 
 
 def _job_asking_for_a_notice(email: str | None) -> tuple[str, int]:
-    with session_scope() as session:
-        user = User(name=f"notify-{utcnow().timestamp()}", email=email)
-        session.add(user)
-        session.flush()
-        job = service.create_job(
-            session=session,
-            owner=user,
-            job_type="dummy",
-            params={"delay_seconds": 0, "notify": "email", "title": "Q3 sales"},
-            max_attempts=get_settings().max_attempts,
-            queued_on="local",
-        )
-        return job.id, user.id
+    job_id = _new_job(email=email, notify="email", title="Q3 sales")
+    return job_id, _job(job_id).owner_id
 
 
 def _notices(owner_id: int) -> list[ReportJob]:
