@@ -102,7 +102,7 @@ def list_owned(
 def delete_owned(*, settings: Settings, session: Session, owner: User, document_id: str) -> Path:
     """Delete the row (the caller commits) and return the file to unlink once committed, so a
     failed commit never leaves a row without its file. A job already queued on the document
-    fails with a readable error ("the document file is missing")."""
+    fails with a readable error ("the document file is gone ...")."""
     document = get_owned(session=session, owner=owner, document_id=document_id)
     path = absolute_path(settings, document)
     session.delete(document)
