@@ -192,7 +192,8 @@ def _summary_sheet(
                 "values": [name, 1, value_col, n, value_col],
                 "fill": {"color": "#2563eb"},
             })
-            bar.set_title({"name": f"Top {n} {column} by {measures[0] if measures else 'rows'}"})
+            metric = measures[0] if measures else "rows"
+            bar.set_title({"name": f"{metric.capitalize()} by {column}: top {n}"})
             bar.set_y_axis({"reverse": True})
             bar.set_legend({"none": True})
             charts.insert(0, bar)
@@ -281,7 +282,7 @@ def _group_sheet(wb: xlsxwriter.Workbook, ws: Worksheet, f: _Formats, p: ReportP
             "values": [ws.name, 1, value_col, n, value_col],
             "fill": {"color": "#2563eb"},
         })
-        chart.set_title({"name": f"Top {n} {table.column} by {headers[value_col].lower()}"})
+        chart.set_title({"name": f"{headers[value_col]} by {table.column}: top {n}"})
         chart.set_legend({"none": True})
         chart.set_size({"width": 620, "height": 300})
         ws.insert_chart(1, len(headers) + 1, chart)

@@ -569,7 +569,7 @@ def build_pdf(
         if top:
             block.append(charts.bar_chart(
                 [display(r.key) for r in top], values,
-                title=f"Top {len(top)} {column} by {metric}", width=pw,
+                title=f"{metric.capitalize()} by {column}: top {len(top)}", width=pw,
                 height=max(120, 40 + 15 * len(top))))
         shares = [(r.sums[0] if p.measures else r.count) or 0.0 for r in table.rows]
         if sum(v for v in shares if v > 0) > 0:  # a pie of nothing (or of losses) says nothing
