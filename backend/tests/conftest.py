@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,21 +165,28 @@ class Service:
         raise AssertionError(f"job {job_id} did not reach {statuses} in {timeout}s: {body}")
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"svc-{request.param}")
-    database = fresh_database(request.param, var_dir)
-    settings = make_settings(var_dir, database.url)
+@contextmanager
+def running_service(kind: str, var_dir: Path, **overrides: Any) -> Iterator[Service]:
+    """The API in-process (TestClient, so its local workers and relay run) on a fresh database
+    of `kind`, with settings `overrides` for a module that needs them."""
+    database = fresh_database(kind, var_dir)
+    settings = make_settings(var_dir, database.url, **overrides)
     app = create_app(settings)
     try:
         with TestClient(app) as client:
-            yield Service(client=client, settings=settings, db_kind=request.param)
+            yield Service(client=client, settings=settings, db_kind=kind)
     finally:
         set_settings(None)
         if database.drop:
             database.drop()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    with running_service(request.param, tmp_path_factory.mktemp(f"svc-{request.param}")) as svc:
+        yield svc
 
 
 @pytest.fixture

@@ -11,18 +11,15 @@ import os
 import shutil
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import pypdfium2 as pdfium
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy.orm import Session
 
-from app.api.routes import documents as documents_routes
-from app.core.config import Settings, set_settings
+from app.core.config import Settings
 from app.core.db import session_scope
 from app.documents.jobs import run_ocr, run_thumbnails
 from app.documents.models import Document
@@ -36,10 +33,8 @@ from app.documents.sniff import (
 from app.documents.store import UploadTooLarge, absolute_path, save_upload
 from app.jobs.context import JobContext
 from app.jobs.errors import JobCancelled, PermanentJobError
-from app.main import create_app
 from app.models import User
-from tests.conftest import DATABASES, Service, fresh_database
-from tests.conftest import make_settings as service_settings
+from tests.conftest import DATABASES, Service, running_service
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -354,23 +349,6 @@ def test_a_bad_file_at_job_time_is_a_clean_permanent_failure(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- HTTP API
 API_UPLOAD_LIMIT = 3 * 1024 * 1024
 API_MAX_PAGES = 3
-
-
-@contextmanager
-def running_service(kind: str, var_dir: Path, **overrides: Any) -> Iterator[Service]:
-    """The conftest service, with settings this module needs (small upload and page limits)."""
-    database = fresh_database(kind, var_dir)
-    settings = service_settings(var_dir, database.url, **overrides)
-    app = create_app(settings)
-    if not any(getattr(route, "path", "") == "/documents" for route in app.routes):
-        app.include_router(documents_routes.router)  # until app/main.py includes it
-    try:
-        with TestClient(app) as client:
-            yield Service(client=client, settings=settings, db_kind=kind)
-    finally:
-        set_settings(None)
-        if database.drop:
-            database.drop()
 
 
 @pytest.fixture(scope="module", params=DATABASES)

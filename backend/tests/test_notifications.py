@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -26,21 +27,17 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from fastapi.testclient import TestClient
 
-from app.api.routes import notifications as notifications_routes
-from app.core.config import Settings, set_settings
+from app.core.config import Settings
 from app.jobs.context import JobContext
 from app.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
-from app.main import create_app
 from app.notifications import smtp
 from app.notifications.bulk import TokenBucket
 from app.notifications.email import normalise_address
 from app.notifications.jobs import notify_report_ready, run_bulk_email, run_email
 from app.notifications.ledger import Ledger, ledger_path
 from app.notifications.templates import TemplateProblem, compile_template, load_template
-from tests.conftest import DATABASES, Service, fresh_database
-from tests.conftest import make_settings as service_settings
+from tests.conftest import DATABASES, Service, running_service
 
 
 # --------------------------------------------------------------------------- SMTP server
@@ -120,8 +117,9 @@ class SmtpServer:
     port: int
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
+@contextmanager
+def running_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port that records what it receives."""
     recorder = Recorder()
     port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
@@ -130,6 +128,12 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield SmtpServer(recorder, port)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp() as server:
+        yield server
 
 
 def make_settings(tmp_path: Path, port: int, **overrides: Any) -> Settings:
@@ -646,36 +650,20 @@ def test_bad_addresses_are_refused(raw: str) -> None:
 # --------------------------------------------------------------------------- HTTP API
 @pytest.fixture(scope="module")
 def module_smtp() -> Iterator[SmtpServer]:
-    recorder = Recorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(recorder, port)
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             module_smtp: SmtpServer) -> Iterator[Service]:
     """The conftest service, its workers pointed at this module's SMTP server."""
-    var_dir = tmp_path_factory.mktemp(f"mail-{request.param}")
-    database = fresh_database(request.param, var_dir)
-    settings = service_settings(
-        var_dir, database.url, SMTP_HOST="127.0.0.1", SMTP_PORT=module_smtp.port,
-        MAIL_FROM="reports@example.com", MAIL_RATE_PER_SECOND=0, MAIL_BATCH_SIZE=50,
-    )
-    app = create_app(settings)
-    if not any(getattr(route, "path", "") == "/notifications/email" for route in app.routes):
-        app.include_router(notifications_routes.router)  # until app/main.py includes it
-    try:
-        with TestClient(app) as client:
-            yield Service(client=client, settings=settings, db_kind=request.param)
-    finally:
-        set_settings(None)
-        if database.drop:
-            database.drop()
+    with running_service(
+        request.param, tmp_path_factory.mktemp(f"mail-{request.param}"),
+        SMTP_HOST="127.0.0.1", SMTP_PORT=module_smtp.port, MAIL_FROM="reports@example.com",
+        MAIL_RATE_PER_SECOND=0, MAIL_BATCH_SIZE=50,
+    ) as svc:
+        yield svc
 
 
 def delivered_to(recorder: Recorder, prefix: str) -> Counter[str]:
