@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import require
-from tests.server import child_pids, free_port, pid_alive
+from tests.server import child_pids, free_port, pid_alive, spawn_logged, wait_ready
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -89,24 +89,17 @@ class WorkerProcess:
 
     def start(self, timeout: float = 60) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(
+        self.proc = spawn_logged(
             [sys.executable, "celery_manager.py", *self.args],
+            self.env,
+            self.log_path,
             cwd=BACKEND_DIR,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-            if self.ready_marker in text:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {text[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready: {self.log_path.read_text()[-3000:]}")
+
+        def ready() -> bool:  # this start's lines only (a restart appends to the same log)
+            return self.ready_marker in self.log_path.read_bytes()[offset:].decode(errors="replace")
+
+        wait_ready(self.proc, ready, self.log_path, "worker", timeout)
 
     def children(self) -> list[int]:
         assert self.proc is not None

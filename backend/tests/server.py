@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
+from typing import Any
 
 import httpx
 
@@ -19,6 +22,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def spawn_logged(argv: list[str], env: dict[str, str], log_path: Path, **options: Any) -> Popen:
+    """Start `argv` in its own session (so a test can kill its whole group), output appended
+    to `log_path`."""
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(
+        argv, env=env, stdout=log, stderr=log, start_new_session=True, **options
+    )
+
+
+def wait_ready(
+    proc: Popen, ready: Callable[[], bool], log_path: Path, what: str, timeout: float
+) -> None:
+    """Until `ready()`; fail with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready: {log_path.read_text()[-3000:]}")
 
 
 def reportctl(*args: str, env: dict[str, str]) -> str:
@@ -43,25 +69,14 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(
-            [str(BIN / "reportctl"), "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health/live", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+        self.proc = spawn_logged([str(BIN / "reportctl"), "serve"], self.env, self.log_path)
+        wait_ready(self.proc, self._live, self.log_path, "server", timeout)
+
+    def _live(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def children(self) -> list[int]:
         assert self.proc is not None
