@@ -35,6 +35,10 @@ def _queues(value: str) -> list[str]:
     return names
 
 
+CELERY = [sys.executable, "-m", "celery", "-A", CELERY_APP]
+"""The celery command for our app, run by this environment's Python."""
+
+
 def _exec(argv: list[str]) -> int:
     """Replace this process, so signals (TERM for a warm shutdown) reach Celery directly."""
     sys.stdout.flush()
@@ -45,11 +49,7 @@ def _exec(argv: list[str]) -> int:
 def worker_argv(queues: list[str], concurrency: int, loglevel: str) -> list[str]:
     settings = get_settings()
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        CELERY_APP,
+        *CELERY,
         "worker",
         "-Q",
         ",".join(queues),
@@ -78,11 +78,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
     schedule.parent.mkdir(parents=True, exist_ok=True)
     return _exec(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            CELERY_APP,
+            *CELERY,
             "beat",
             "--schedule",
             str(schedule),
@@ -104,11 +100,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
         return 2
     return _exec(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            CELERY_APP,
+            *CELERY,
             "flower",
             f"--port={args.port}",
             f"--address={args.address}",
