@@ -7,7 +7,7 @@ these functions (via `runner.run_job`), so statuses mean the same thing everywhe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -212,7 +212,7 @@ def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
         history=list(row["history"] or []),
-        queued_at=_aware(row["queued_at"]),
+        queued_at=row["queued_at"],  # aware: the column type converts it
         started_at=now,
         worker=worker,
     )
@@ -257,13 +257,6 @@ def _claim_statement() -> PreparedStatement:
         JOBS.c.queued_at,
     )
     return PreparedStatement(statement)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """RETURNING bypasses the ORM type on some drivers: make naive UTC values aware."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def finish(
