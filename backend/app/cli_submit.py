@@ -43,11 +43,15 @@ class SubmitError(Exception):
 def add_submit_parser(subparsers: Any) -> None:
     """Add `submit` to reportctl's sub-commands."""
     parser = subparsers.add_parser(
-        "submit", help="submit a heavy report (pdf, excel, analysis) to a running server",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "submit",
+        help="submit a heavy report (pdf, excel, analysis) to a running server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("report_type", choices=["pdf", "excel", "analysis"])
-    parser.add_argument("--rows", type=int, default=10_000,
-                        help="rows of the demo sales dataset (default 10,000)")
+    parser.add_argument(
+        "--rows", type=int, default=10_000, help="rows of the demo sales dataset (default 10,000)"
+    )
     parser.add_argument("--seed", type=int, default=42, help="demo dataset seed (default 42)")
     parser.add_argument("--dataset", metavar="ID", help="an uploaded dataset instead of the demo")
     parser.add_argument("--title")
@@ -56,12 +60,17 @@ def add_submit_parser(subparsers: Any) -> None:
     parser.add_argument("--date-column", metavar="COL")
     parser.add_argument("--period", choices=["day", "week", "month", "quarter", "year"])
     parser.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    parser.add_argument("--out", type=Path, metavar="FILE",
-                        help="save the result here (implies --wait; default: server's name)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="save the result here (implies --wait; default: server's name)",
+    )
     parser.add_argument("--url", help=f"server URL (default: $REPORTCTL_URL or {DEFAULT_URL})")
     parser.add_argument("--token", help="API token (default: $REPORTCTL_TOKEN)")
-    parser.add_argument("--timeout", type=float, default=1800.0,
-                        help="seconds to wait for the job (default 1800)")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for the job (default 1800)"
+    )
     parser.set_defaults(func=run_submit)
 
 
@@ -70,8 +79,7 @@ def build_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset:
         body["dataset"] = {"source": "upload", "dataset_id": args.dataset}
     else:
-        body["dataset"] = {"source": "demo", "name": "sales", "rows": args.rows,
-                           "seed": args.seed}
+        body["dataset"] = {"source": "demo", "name": "sales", "rows": args.rows, "seed": args.seed}
     if args.title:
         body["title"] = args.title
     for key, value in (("group_by", args.group_by), ("measures", args.measures)):
@@ -84,15 +92,22 @@ def build_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def run_submit(args: argparse.Namespace, *, client: httpx.Client | None = None,
-               stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+def run_submit(
+    args: argparse.Namespace,
+    *,
+    client: httpx.Client | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
     """The command; `client` lets tests talk to an in-process app."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     env = ClientSettings()
     token = args.token or env.TOKEN
     if not token:
-        err.write("reportctl submit: no token (use --token or set REPORTCTL_TOKEN; create one "
-                  "with `reportctl token create NAME`)\n")
+        err.write(
+            "reportctl submit: no token (use --token or set REPORTCTL_TOKEN; create one "
+            "with `reportctl token create NAME`)\n"
+        )
         return 2
     own = client is None
     http = client or httpx.Client(base_url=(args.url or env.URL).rstrip("/"), timeout=30.0)
@@ -124,8 +139,9 @@ def run_submit(args: argparse.Namespace, *, client: httpx.Client | None = None,
             http.close()
 
 
-def _call(http: httpx.Client, method: str, path: str, headers: dict[str, str],
-          **kwargs: Any) -> dict[str, Any]:
+def _call(
+    http: httpx.Client, method: str, path: str, headers: dict[str, str], **kwargs: Any
+) -> dict[str, Any]:
     try:
         response = http.request(method, path, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
@@ -142,13 +158,13 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:300]
     if isinstance(detail, list):  # pydantic's list of errors
-        return "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}"
-                         for e in detail)
+        return "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in detail)
     return str(detail)
 
 
-def _follow(http: httpx.Client, job_id: str, headers: dict[str, str], err: IO[str], *,
-            timeout: float) -> dict[str, Any]:
+def _follow(
+    http: httpx.Client, job_id: str, headers: dict[str, str], err: IO[str], *, timeout: float
+) -> dict[str, Any]:
     """Poll the job until it ends, drawing the bar (a line per step when not a terminal)."""
     started = time.monotonic()
     tty = err.isatty()
@@ -159,8 +175,9 @@ def _follow(http: httpx.Client, job_id: str, headers: dict[str, str], err: IO[st
         percent = float(progress.get("percent") or 0.0)
         if job["status"] == "completed":
             percent = 100.0
-        line = render_bar(percent, job["status"], str(progress.get("message") or ""),
-                          time.monotonic() - started)
+        line = render_bar(
+            percent, job["status"], str(progress.get("message") or ""), time.monotonic() - started
+        )
         if tty:
             err.write("\r" + line.ljust(len(last_line)))
         elif _step(line) != _step(last_line):
@@ -172,8 +189,10 @@ def _follow(http: httpx.Client, job_id: str, headers: dict[str, str], err: IO[st
                 err.write("\n")
             return job
         if time.monotonic() - started > timeout:
-            raise SubmitError(f"job {job_id} still {job['status']} after {timeout:.0f}s; "
-                              f"follow it at /reports/jobs/{job_id}")
+            raise SubmitError(
+                f"job {job_id} still {job['status']} after {timeout:.0f}s; "
+                f"follow it at /reports/jobs/{job_id}"
+            )
         time.sleep(POLL_SECONDS)
 
 
@@ -190,8 +209,9 @@ def _step(line: str) -> str:
     return f"{int(match.group(1)) // 10}:{match.group(2)}" if match else line
 
 
-def _download(http: httpx.Client, job: dict[str, Any], headers: dict[str, str],
-              out: Path | None) -> Path:
+def _download(
+    http: httpx.Client, job: dict[str, Any], headers: dict[str, str], out: Path | None
+) -> Path:
     url = job.get("download_url")
     if not url:
         raise SubmitError(f"job {job['job_id']} completed without a file")
@@ -199,8 +219,7 @@ def _download(http: httpx.Client, job: dict[str, Any], headers: dict[str, str],
         with http.stream("GET", url, headers=headers) as response:
             if response.status_code >= 400:
                 response.read()
-                raise SubmitError(f"download -> HTTP {response.status_code}: "
-                                  f"{_detail(response)}")
+                raise SubmitError(f"download -> HTTP {response.status_code}: {_detail(response)}")
             target = out or Path(_server_filename(response) or f"{job['job_id']}.bin")
             if target.is_dir():
                 target = target / (_server_filename(response) or f"{job['job_id']}.bin")

@@ -135,8 +135,9 @@ def test_services_and_shape() -> None:
     for svc in ours().values():
         argv = argv_of(svc["command"])[-1]
         if argv[1:3] == ["celery_manager.py", "worker"]:
-            workers[argv[3]] = workers.get(argv[3], 0) + int(svc.get("deploy", {}).get(
-                "replicas", 1))
+            workers[argv[3]] = workers.get(argv[3], 0) + int(
+                svc.get("deploy", {}).get("replicas", 1)
+            )
     assert workers == {"reports": 2, "documents": 1, "notifications,celery": 1}, workers
     for name, svc in services().items():
         assert "healthcheck" in svc and svc["healthcheck"]["test"], f"{name}: no health check"
@@ -147,8 +148,10 @@ def test_services_and_shape() -> None:
     assert any(str(port).endswith(":5555") for port in flower["ports"])
     assert {"FLOWER_USER", "FLOWER_PASSWORD"} <= set(flower["environment"])
     api = argv_of(services()["api"]["command"])
-    assert api == [["reportctl", "db", "upgrade"],
-                   ["reportctl", "serve", "--host", "0.0.0.0", "--port", "8000"]]
+    assert api == [
+        ["reportctl", "db", "upgrade"],
+        ["reportctl", "serve", "--host", "0.0.0.0", "--port", "8000"],
+    ]
     # The API and the workers share the artifact volume at STORAGE_ROOT.
     for name, svc in ours().items():
         root = svc["environment"]["STORAGE_ROOT"]
@@ -207,7 +210,8 @@ def test_python_in_image_matches_project() -> None:
     match = re.search(r"^FROM\s+python:(\d+)\.(\d+)", DOCKERFILE.read_text(), re.MULTILINE)
     assert match
     needed = tomllib.loads((BACKEND_DIR / "pyproject.toml").read_text())["project"][
-        "requires-python"]
+        "requires-python"
+    ]
     low = tuple(int(x) for x in re.findall(r"\d+", needed)[:2])
     assert (int(match.group(1)), int(match.group(2))) >= low
     assert sys.version_info >= (3, 11)

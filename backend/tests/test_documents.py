@@ -81,11 +81,21 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 def make_ctx(settings: Settings, job_type: str, path: Path, mime: str, **params: Any) -> JobContext:
     return JobContext(
-        job_id="doc-job", job_type=job_type,
-        params={"document_path": str(path), "mime_type": mime, "document_id": "d1",
-                "filename": path.name, **params},
-        owner_id=1, attempt=1, settings=settings, report_progress=lambda p, m: None,
-        check_cancelled=lambda: None, scratch_dir=settings.VAR_DIR / "scratch",
+        job_id="doc-job",
+        job_type=job_type,
+        params={
+            "document_path": str(path),
+            "mime_type": mime,
+            "document_id": "d1",
+            "filename": path.name,
+            **params,
+        },
+        owner_id=1,
+        attempt=1,
+        settings=settings,
+        report_progress=lambda p, m: None,
+        check_cancelled=lambda: None,
+        scratch_dir=settings.VAR_DIR / "scratch",
     )
 
 
@@ -162,7 +172,8 @@ def test_ocr_of_a_generated_image_finds_the_words(tmp_path: Path) -> None:
     need_tesseract()
     png = tmp_path / "note.png"
     page_with_words(["LIGHTHOUSE harmonica", "Quarterly invoice 2024"], (1800, 700)).save(
-        png, dpi=(300, 300))
+        png, dpi=(300, 300)
+    )
     output = run_ocr(make_ctx(settings_for(tmp_path), "ocr", png, "image/png"))
     assert output.result is not None
     text = output.result["text"].lower()
@@ -217,7 +228,8 @@ def test_missing_tesseract_fails_with_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(PermanentJobError) as excinfo:
         run_ocr(make_ctx(settings, "ocr", png, "image/png"))
     assert str(excinfo.value).startswith(
-        "Tesseract OCR is not installed: apt-get install tesseract-ocr, or set TESSERACT_CMD")
+        "Tesseract OCR is not installed: apt-get install tesseract-ocr, or set TESSERACT_CMD"
+    )
     assert not list((tmp_path / "scratch").glob("*.pdf"))  # no orphan artifact
 
 
@@ -262,8 +274,12 @@ def test_thumbnails_of_an_image_keep_aspect_and_never_upscale(tmp_path: Path) ->
     assert output.artifact is not None and output.artifact.mime_type == "application/zip"
     images = open_zip(output.artifact.path)
     sizes = {name: image.size for name, image in images.items()}
-    assert sizes == {"p1-2048.png": (1200, 600), "p1-512.png": (512, 256),
-                     "p1-256.png": (256, 128), "p1-128.png": (128, 64)}
+    assert sizes == {
+        "p1-2048.png": (1200, 600),
+        "p1-512.png": (512, 256),
+        "p1-256.png": (256, 128),
+        "p1-128.png": (128, 64),
+    }
     assert images["p1-128.png"].mode == "RGBA"  # transparency kept
     assert output.result is not None
     listed = {item["name"]: (item["width"], item["height"]) for item in output.result["thumbnails"]}
@@ -272,8 +288,7 @@ def test_thumbnails_of_an_image_keep_aspect_and_never_upscale(tmp_path: Path) ->
 
 def test_thumbnails_of_a_pdf_render_the_first_page(tmp_path: Path) -> None:
     pdf = scanned_pdf(tmp_path / "doc.pdf", [["first"], ["second"]])
-    output = run_thumbnails(make_ctx(settings_for(tmp_path), "thumbnails", pdf,
-                                     "application/pdf"))
+    output = run_thumbnails(make_ctx(settings_for(tmp_path), "thumbnails", pdf, "application/pdf"))
     assert output.artifact is not None
     images = open_zip(output.artifact.path)
     assert sorted(images) == ["p1-128.png", "p1-256.png", "p1-512.png"]
@@ -284,8 +299,9 @@ def test_thumbnails_of_a_pdf_render_the_first_page(tmp_path: Path) -> None:
     darkest, lightest = cast(tuple[int, int], images["p1-512.png"].convert("L").getextrema())
     assert darkest < 100 and lightest == 255
 
-    two = run_thumbnails(make_ctx(settings_for(tmp_path), "thumbnails", pdf, "application/pdf",
-                                  pages=2))
+    two = run_thumbnails(
+        make_ctx(settings_for(tmp_path), "thumbnails", pdf, "application/pdf", pages=2)
+    )
     assert two.artifact is not None and "p2-512.png" in open_zip(two.artifact.path)
 
 
@@ -313,10 +329,12 @@ def test_thumbnails_honour_exif_orientation(tmp_path: Path) -> None:
 def test_thumbnails_of_a_multipage_tiff(tmp_path: Path) -> None:
     path = tmp_path / "fax.tiff"
     frames = [Image.new("1", (1728, 2200), 1), Image.new("1", (1728, 1100), 0)]
-    frames[0].save(path, format="TIFF", save_all=True, append_images=frames[1:],
-                   compression="group4")
-    output = run_thumbnails(make_ctx(settings_for(tmp_path), "thumbnails", path, "image/tiff",
-                                     pages=5))
+    frames[0].save(
+        path, format="TIFF", save_all=True, append_images=frames[1:], compression="group4"
+    )
+    output = run_thumbnails(
+        make_ctx(settings_for(tmp_path), "thumbnails", path, "image/tiff", pages=5)
+    )
     assert output.artifact is not None
     images = open_zip(output.artifact.path)
     assert images["p1-256.png"].size == (201, 256)
@@ -352,11 +370,13 @@ API_MAX_PAGES = 3
 
 
 @pytest.fixture(scope="module", params=DATABASES)
-def service(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     var_dir = tmp_path_factory.mktemp(f"docs-{request.param}")
-    with running_service(request.param, var_dir, MAX_UPLOAD_BYTES=API_UPLOAD_LIMIT,
-                         DOCUMENT_MAX_PAGES=API_MAX_PAGES) as svc:
+    with running_service(
+        request.param, var_dir, MAX_UPLOAD_BYTES=API_UPLOAD_LIMIT, DOCUMENT_MAX_PAGES=API_MAX_PAGES
+    ) as svc:
         yield svc
 
 
@@ -366,18 +386,27 @@ def png_bytes(lines: list[str], size: tuple[int, int] = (1800, 600)) -> bytes:
     return buffer.getvalue()
 
 
-def upload(service: Service, auth: dict[str, str], name: str, content: bytes,
-           content_type: str = "application/octet-stream", **form: str) -> Any:
-    return service.client.post("/documents", headers=auth, data=form,
-                               files={"file": (name, content, content_type)})
+def upload(
+    service: Service,
+    auth: dict[str, str],
+    name: str,
+    content: bytes,
+    content_type: str = "application/octet-stream",
+    **form: str,
+) -> Any:
+    return service.client.post(
+        "/documents", headers=auth, data=form, files={"file": (name, content, content_type)}
+    )
 
 
-def test_upload_with_both_jobs_then_read_results(service: Service, auth: dict[str, str],
-                                                 other_auth: dict[str, str]) -> None:
+def test_upload_with_both_jobs_then_read_results(
+    service: Service, auth: dict[str, str], other_auth: dict[str, str]
+) -> None:
     need_tesseract()
     content = png_bytes(["Harbour LIGHTHOUSE", "invoice 4711"])
-    response = upload(service, auth, "scan.png", content, "image/png", ocr="true",
-                      thumbnails="true")
+    response = upload(
+        service, auth, "scan.png", content, "image/png", ocr="true", thumbnails="true"
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     document = body["document"]
@@ -399,8 +428,7 @@ def test_upload_with_both_jobs_then_read_results(service: Service, auth: dict[st
     archive = service.client.get(thumbs_job["download_url"], headers=auth)
     assert archive.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
-        sizes = {name: Image.open(io.BytesIO(zipped.read(name))).size
-                 for name in zipped.namelist()}
+        sizes = {name: Image.open(io.BytesIO(zipped.read(name))).size for name in zipped.namelist()}
     assert sizes == {"p1-512.png": (512, 171), "p1-256.png": (256, 85), "p1-128.png": (128, 43)}
 
     # Owner only: another token sees nothing, and cannot start jobs on it.
@@ -422,33 +450,39 @@ def test_jobs_started_on_an_existing_pdf(service: Service, auth: dict[str, str])
     document_id = response.json()["document"]["document_id"]
     assert response.json()["jobs"] == {}
 
-    accepted = service.client.post(f"/documents/{document_id}/thumbnails", headers=auth,
-                                   json={"pages": 1})
+    accepted = service.client.post(
+        f"/documents/{document_id}/thumbnails", headers=auth, json={"pages": 1}
+    )
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["status_url"] == f"/reports/jobs/{accepted.json()['job_id']}"
     job = service.wait(accepted.json()["job_id"], auth)
     assert job["status"] == "completed", job
     assert [t["height"] for t in job["result"]["thumbnails"]] == [512, 256, 128]
 
-    by_query = service.client.post("/documents?thumbnails=true", headers=auth,
-                                   files={"file": ("again.pdf", buffer.getvalue())})
+    by_query = service.client.post(
+        "/documents?thumbnails=true", headers=auth, files={"file": ("again.pdf", buffer.getvalue())}
+    )
     assert by_query.status_code == 201 and list(by_query.json()["jobs"]) == ["thumbnails"]
     assert service.wait(by_query.json()["jobs"]["thumbnails"]["job_id"], auth)["status"] == (
-        "completed")
+        "completed"
+    )
 
-    bad = service.client.post(f"/documents/{document_id}/ocr", headers=auth,
-                              json={"languages": "eng; rm -rf /"})
+    bad = service.client.post(
+        f"/documents/{document_id}/ocr", headers=auth, json={"languages": "eng; rm -rf /"}
+    )
     assert bad.status_code == 422
     assert service.client.post("/documents/no-such-id/ocr", headers=auth).status_code == 404
 
 
-def test_missing_language_pack_fails_the_job_cleanly(service: Service,
-                                                     auth: dict[str, str]) -> None:
+def test_missing_language_pack_fails_the_job_cleanly(
+    service: Service, auth: dict[str, str]
+) -> None:
     need_tesseract()
     response = upload(service, auth, "a.png", png_bytes(["word"], (400, 200)))
     document_id = response.json()["document"]["document_id"]
-    accepted = service.client.post(f"/documents/{document_id}/ocr", headers=auth,
-                                   json={"languages": "eng+xyz"})
+    accepted = service.client.post(
+        f"/documents/{document_id}/ocr", headers=auth, json={"languages": "eng+xyz"}
+    )
     job = service.wait(accepted.json()["job_id"], auth)
     assert job["status"] == "failed" and job["attempts"] == 1
     assert "apt-get install tesseract-ocr-xyz" in job["error"]
@@ -464,8 +498,9 @@ def test_missing_language_pack_fails_the_job_cleanly(service: Service,
         ("empty.pdf", b"", 422, "empty"),
     ],
 )
-def test_bad_uploads_get_a_clear_4xx(service: Service, auth: dict[str, str], name: str,
-                                     content: bytes, code: int, message: str) -> None:
+def test_bad_uploads_get_a_clear_4xx(
+    service: Service, auth: dict[str, str], name: str, content: bytes, code: int, message: str
+) -> None:
     response = upload(service, auth, name, content, "application/pdf")
     assert response.status_code == code, response.text
     assert message in response.json()["detail"]
@@ -504,8 +539,9 @@ def _stored(service: Service, auth: dict[str, str], name: str) -> tuple[str, Pat
         return document_id, absolute_path(service.settings, document)
 
 
-def test_file_damaged_after_upload_ends_in_a_clean_failed_job(service: Service,
-                                                             auth: dict[str, str]) -> None:
+def test_file_damaged_after_upload_ends_in_a_clean_failed_job(
+    service: Service, auth: dict[str, str]
+) -> None:
     document_id, path = _stored(service, auth, "fine.png")
     path.write_bytes(path.read_bytes()[:120])
     accepted = service.client.post(f"/documents/{document_id}/thumbnails", headers=auth)
@@ -534,6 +570,11 @@ def test_store_enforces_the_limit_while_streaming(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, MAX_UPLOAD_BYTES=1000)
     source = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * 5000)
     with pytest.raises(UploadTooLarge):  # refused before the session or owner are touched
-        save_upload(settings=settings, session=cast(Session, None), owner=cast(User, None),
-                    source=source, filename="x.png")
+        save_upload(
+            settings=settings,
+            session=cast(Session, None),
+            owner=cast(User, None),
+            source=source,
+            filename="x.png",
+        )
     assert not list((settings.storage_root / "tmp").iterdir())

@@ -33,8 +33,9 @@ def submit(api: TestClient, auth: dict[str, str], body: dict[str, Any]) -> str:
     return str(accepted["job_id"])
 
 
-def finish(service: Service, api: TestClient, auth: dict[str, str], job_id: str
-           ) -> tuple[dict[str, Any], bytes, str]:
+def finish(
+    service: Service, api: TestClient, auth: dict[str, str], job_id: str
+) -> tuple[dict[str, Any], bytes, str]:
     """Wait for completion; return the job, the downloaded bytes and their content type."""
     job = service.wait(job_id, auth, timeout=120)
     assert job["status"] == "completed", job
@@ -45,13 +46,18 @@ def finish(service: Service, api: TestClient, auth: dict[str, str], job_id: str
 
 
 def demo(kind: str, **extra: Any) -> dict[str, Any]:
-    return {"report_type": kind, "dataset": {"source": "demo", "rows": ROWS, "seed": 9},
-            "detail_rows": 200, **extra}
+    return {
+        "report_type": kind,
+        "dataset": {"source": "demo", "rows": ROWS, "seed": 9},
+        "detail_rows": 200,
+        **extra,
+    }
 
 
 def upload(api: TestClient, auth: dict[str, str], name: str, data: bytes) -> dict[str, Any]:
-    response = api.post("/datasets", files={"file": (name, data, "application/octet-stream")},
-                        headers=auth)
+    response = api.post(
+        "/datasets", files={"file": (name, data, "application/octet-stream")}, headers=auth
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -96,22 +102,24 @@ def test_analysis_end_to_end(service: Service, api: TestClient, auth: dict[str, 
     assert b"<svg" in content and b"Outliers" in content
 
 
-def test_bad_requests_are_422_with_the_column_named(api: TestClient, auth: dict[str, str]
-                                                     ) -> None:
+def test_bad_requests_are_422_with_the_column_named(api: TestClient, auth: dict[str, str]) -> None:
     response = api.post("/reports/heavy", json=demo("excel", measures=["revnue"]), headers=auth)
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert "'revnue'" in detail and "did you mean 'revenue'" in detail and "margin" in detail
     response = api.post("/reports/heavy", json=demo("excel", group_by=["colour"]), headers=auth)
     assert response.status_code == 422 and "'colour' in group_by" in response.json()["detail"]
-    for body in ({"report_type": "word"}, {**demo("pdf"), "dataset": {"source": "demo",
-                                                                        "rows": 10**9}}):
+    for body in (
+        {"report_type": "word"},
+        {**demo("pdf"), "dataset": {"source": "demo", "rows": 10**9}},
+    ):
         assert api.post("/reports/heavy", json=body, headers=auth).status_code == 422
     assert api.post("/reports/heavy", json=demo("pdf")).status_code == 401
 
 
-def test_cancelling_a_running_report(service: Service, api: TestClient, auth: dict[str, str]
-                                     ) -> None:
+def test_cancelling_a_running_report(
+    service: Service, api: TestClient, auth: dict[str, str]
+) -> None:
     body = {"report_type": "excel", "dataset": {"source": "demo", "rows": 3_000_000}}
     job_id = submit(api, auth, body)
     service.wait(job_id, auth, statuses={"started"}, timeout=60)
@@ -149,17 +157,25 @@ def test_uploaded_csv_and_parquet_build_reports(
     csv = upload(api, auth, "shops.csv", CSV.encode())
     assert csv["format"] == "csv" and csv["row_count"] == 500
     assert [(c["name"], c["type"], c["kind"]) for c in csv["columns"]] == [
-        ("day", "DATE", "date"), ("shop", "VARCHAR", "string"),
-        ("amount", "DOUBLE", "number"), ("units", "BIGINT", "integer")]
+        ("day", "DATE", "date"),
+        ("shop", "VARCHAR", "string"),
+        ("amount", "DOUBLE", "number"),
+        ("units", "BIGINT", "integer"),
+    ]
     parquet = upload(api, auth, "sales.parquet", _parquet_bytes(tmp_path))
     assert parquet["format"] == "parquet" and parquet["row_count"] == 700
     listed = api.get("/datasets", headers=auth).json()
-    assert {d["dataset_id"] for d in listed["items"]} >= {csv["dataset_id"],
-                                                          parquet["dataset_id"]}
+    assert {d["dataset_id"] for d in listed["items"]} >= {csv["dataset_id"], parquet["dataset_id"]}
 
-    job_id = submit(api, auth, {"report_type": "excel", "group_by": ["shop"],
-                                "dataset": {"source": "upload",
-                                            "dataset_id": csv["dataset_id"]}})
+    job_id = submit(
+        api,
+        auth,
+        {
+            "report_type": "excel",
+            "group_by": ["shop"],
+            "dataset": {"source": "upload", "dataset_id": csv["dataset_id"]},
+        },
+    )
     job, content, _ = finish(service, api, auth, job_id)
     wb = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
     assert wb.sheetnames == ["Summary", "By shop", "Data"]
@@ -169,19 +185,32 @@ def test_uploaded_csv_and_parquet_build_reports(
     assert sum(r[2] for r in rows[1:]) == pytest.approx(expected)
     assert job["result"]["groups"] == {"shop": 5}
 
-    job_id = submit(api, auth, {"report_type": "analysis", "group_by": ["team"],
-                                "dataset": {"source": "upload",
-                                            "dataset_id": parquet["dataset_id"]}})
+    job_id = submit(
+        api,
+        auth,
+        {
+            "report_type": "analysis",
+            "group_by": ["team"],
+            "dataset": {"source": "upload", "dataset_id": parquet["dataset_id"]},
+        },
+    )
     job, _, _ = finish(service, api, auth, job_id)
     result = job["result"]
     assert result["measures"] == ["value"] and result["date_column"] == "sold_on"
-    assert result["totals"]["value"]["sum"] == pytest.approx(sum((i % 17) * 1.5
-                                                                 for i in range(700)))
+    assert result["totals"]["value"]["sum"] == pytest.approx(
+        sum((i % 17) * 1.5 for i in range(700))
+    )
     assert result["title"] == "Data analysis: sales.parquet"
 
-    response = api.post("/reports/heavy", headers=auth, json={
-        "report_type": "pdf", "measures": ["amount", "revenue"],
-        "dataset": {"source": "upload", "dataset_id": csv["dataset_id"]}})
+    response = api.post(
+        "/reports/heavy",
+        headers=auth,
+        json={
+            "report_type": "pdf",
+            "measures": ["amount", "revenue"],
+            "dataset": {"source": "upload", "dataset_id": csv["dataset_id"]},
+        },
+    )
     assert response.status_code == 422
     assert "'revenue'" in response.json()["detail"]
     assert "day, shop, amount, units" in response.json()["detail"]
@@ -196,8 +225,11 @@ def test_datasets_belong_to_their_uploader(
     assert api.delete(f"/datasets/{dataset_id}", headers=other_auth).status_code == 404
     listed = api.get("/datasets", headers=other_auth).json()["items"]
     assert dataset_id not in {d["dataset_id"] for d in listed}
-    response = api.post("/reports/heavy", headers=other_auth, json={
-        "report_type": "pdf", "dataset": {"source": "upload", "dataset_id": dataset_id}})
+    response = api.post(
+        "/reports/heavy",
+        headers=other_auth,
+        json={"report_type": "pdf", "dataset": {"source": "upload", "dataset_id": dataset_id}},
+    )
     assert response.status_code == 404
 
     stored = list((service.settings.storage_root / "datasets").rglob(f"{dataset_id}.parquet"))
@@ -207,22 +239,27 @@ def test_datasets_belong_to_their_uploader(
     assert not stored[0].exists()
 
 
-@pytest.mark.parametrize(("name", "data", "fragment"), [
-    ("empty.csv", b"", "empty"),
-    ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "not a dataset file"),
-    ("latin1.csv", "name,city\nJosé,Zürich\n".encode("latin-1"), "not UTF-8"),
-    ("header.csv", b"a,b,c\n", "no data rows"),
-    ("cut.parquet", b"PAR1" + bytes(100), "truncated"),
-])
-def test_garbage_uploads_are_refused(api: TestClient, auth: dict[str, str], name: str,
-                                     data: bytes, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data", "fragment"),
+    [
+        ("empty.csv", b"", "empty"),
+        ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "not a dataset file"),
+        ("latin1.csv", "name,city\nJosé,Zürich\n".encode("latin-1"), "not UTF-8"),
+        ("header.csv", b"a,b,c\n", "no data rows"),
+        ("cut.parquet", b"PAR1" + bytes(100), "truncated"),
+    ],
+)
+def test_garbage_uploads_are_refused(
+    api: TestClient, auth: dict[str, str], name: str, data: bytes, fragment: str
+) -> None:
     response = api.post("/datasets", files={"file": (name, data)}, headers=auth)
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"]
 
 
-def test_upload_over_the_limit_is_413(service: Service, api: TestClient, auth: dict[str, str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upload_over_the_limit_is_413(
+    service: Service, api: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(service.settings, "MAX_UPLOAD_BYTES", 1_000)
     response = api.post("/datasets", files={"file": ("big.csv", CSV.encode())}, headers=auth)
     assert response.status_code == 413
@@ -240,9 +277,9 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["submit", *argv])
 
 
-def test_reportctl_submit_waits_and_saves(api: TestClient, auth: dict[str, str],
-                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                          ) -> None:
+def test_reportctl_submit_waits_and_saves(
+    api: TestClient, auth: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = auth["Authorization"].split()[1]
     out, err = io.StringIO(), io.StringIO()
     target = tmp_path / "report.xlsx"
@@ -255,8 +292,15 @@ def test_reportctl_submit_waits_and_saves(api: TestClient, auth: dict[str, str],
     assert "accepted" in progress and "] 100%  completed" in progress and "saved" in progress
 
     out = io.StringIO()
-    assert run_submit(_parse("pdf", "--rows", "100", "--token", token), client=api,
-                      stdout=out, stderr=io.StringIO()) == 0
+    assert (
+        run_submit(
+            _parse("pdf", "--rows", "100", "--token", token),
+            client=api,
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+        == 0
+    )
     assert len(out.getvalue().strip()) == 36  # just the job id, nothing waited for
 
     err = io.StringIO()
@@ -268,8 +312,12 @@ def test_reportctl_submit_waits_and_saves(api: TestClient, auth: dict[str, str],
     assert run_submit(_parse("pdf"), client=api, stdout=io.StringIO(), stderr=err) == 2
     assert "no token" in err.getvalue()
     monkeypatch.setenv("REPORTCTL_TOKEN", token)
-    assert run_submit(_parse("pdf", "--rows", "50"), client=api, stdout=io.StringIO(),
-                      stderr=io.StringIO()) == 0
+    assert (
+        run_submit(
+            _parse("pdf", "--rows", "50"), client=api, stdout=io.StringIO(), stderr=io.StringIO()
+        )
+        == 0
+    )
 
 
 def test_progress_bar_rendering() -> None:

@@ -117,7 +117,8 @@ def test_run_job_tags_the_handler_lines(
     database_url: str, capture: tuple[io.StringIO, io.StringIO], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(
-        KINDS, "logtest",
+        KINDS,
+        "logtest",
         JobKind("logtest", "reports", "unused", "tests.test_logging:_logging_handler"),
     )
     with session_scope() as session:
@@ -125,7 +126,10 @@ def test_run_job_tags_the_handler_lines(
         session.add(owner)
         session.flush()
         job = job_service.create_job(
-            session=session, owner=owner, job_type="logtest", params={"name": "x"},
+            session=session,
+            owner=owner,
+            job_type="logtest",
+            params={"name": "x"},
             max_attempts=1,
         )
         job_id = job.id

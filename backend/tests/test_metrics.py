@@ -69,10 +69,14 @@ def test_queue_length_and_submit_counts() -> None:
     metrics.job_submitted("dummy", queue, "pending")
     text = scrape()
     assert sample(text, "report_jobs_queue_length", queue=queue, backend="rq") == 3
-    assert sample(text, "report_jobs_submitted_total", queue=queue, status="queued",
-                  backend="celery") == 1
-    assert sample(text, "report_jobs_submitted_total", queue=queue, status="pending",
-                  backend="none") == 1
+    assert (
+        sample(text, "report_jobs_submitted_total", queue=queue, status="queued", backend="celery")
+        == 1
+    )
+    assert (
+        sample(text, "report_jobs_submitted_total", queue=queue, status="pending", backend="none")
+        == 1
+    )
 
 
 # The multi-process test runs in a fresh interpreter: it makes that process an instance
@@ -189,7 +193,11 @@ def test_counts_aggregate_across_spawned_and_forked_processes(tmp_path: Path) ->
     env["PYTHONPATH"] = str(BACKEND_DIR)
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "root"), str(free_port())],
-        cwd=BACKEND_DIR, env=env, capture_output=True, text=True, timeout=120,
+        cwd=BACKEND_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
@@ -198,12 +206,20 @@ def test_counts_aggregate_across_spawned_and_forked_processes(tmp_path: Path) ->
     assert out["stale_gone"] and out["dead_sibling_gone"]
     # parent 1 + spawned 3 + 2 + forked 4 completed; one retry each child; 1 + 2 left active.
     assert out["running"] == {
-        "completed": 10, "retries": 3, "active": 3, "durations": 10, "waits": 10,
+        "completed": 10,
+        "retries": 3,
+        "active": 3,
+        "durations": 10,
+        "waits": 10,
     }
     assert out["after_kill"]["active"] == 1  # the killed child's jobs are no longer active
     assert out["after_kill"]["completed"] == 10  # but what it did still counts
     assert out["after_exit"] == {
-        "completed": 10, "retries": 3, "active": 0, "durations": 10, "waits": 10,
+        "completed": 10,
+        "retries": 3,
+        "active": 0,
+        "durations": 10,
+        "waits": 10,
     }
     assert out["server"] is True and out["served_completed"] == 10
     assert out["busy_port"] is False
@@ -257,13 +273,16 @@ def test_metrics_endpoint_counts_embedded_jobs(service: Service, auth: dict[str,
     service.wait(slow, auth, statuses={"started"})
     assert service.client.post(f"/reports/jobs/{slow}/cancel", headers=auth).status_code == 200
     finals = {job_id: service.wait(job_id, auth)["status"] for job_id in [*plain, retried, gave_up]}
-    assert finals == {**dict.fromkeys(plain, "completed"), retried: "completed",
-                      gave_up: "failed"}
+    assert finals == {**dict.fromkeys(plain, "completed"), retried: "completed", gave_up: "failed"}
     attempts = service.settings.max_attempts
 
     expected = {
-        "completed": 4, "failed": 1, "cancelled": 1, "retries": 1 + (attempts - 1),
-        "durations": 6, "waits": 6,
+        "completed": 4,
+        "failed": 1,
+        "cancelled": 1,
+        "retries": 1 + (attempts - 1),
+        "durations": 6,
+        "waits": 6,
     }
 
     def delta(text: str) -> dict[str, float]:

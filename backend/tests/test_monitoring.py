@@ -42,7 +42,6 @@ def test_database_check_names_the_failure_within_its_timeout(tmp_path: Path) -> 
     assert "OperationalError" in bad.detail or "no answer" in bad.detail
 
 
-
 def test_broker_and_result_backend_checks_follow_redis(redis_server: RedisServer) -> None:
     assert health.check_broker(url=redis_server.url(0)).ok
     assert health.check_result_backend(url=redis_server.url(1)).ok
@@ -77,12 +76,18 @@ class _FakeCelery:
 
 
 def test_workers_check_reports_each_queue() -> None:
-    app = _FakeCelery({
-        "reports-a@h": [{"name": "reports"}],
-        "reports-b@h": [{"name": "reports"}, {"name": "celery"}],
-    })
-    results = {r.name: r for r in health.check_workers(
-        celery_app=app, queues=["reports", "documents", "celery"], timeout=0.5)}
+    app = _FakeCelery(
+        {
+            "reports-a@h": [{"name": "reports"}],
+            "reports-b@h": [{"name": "reports"}, {"name": "celery"}],
+        }
+    )
+    results = {
+        r.name: r
+        for r in health.check_workers(
+            celery_app=app, queues=["reports", "documents", "celery"], timeout=0.5
+        )
+    }
     assert results["workers:reports"].ok
     assert results["workers:reports"].data["workers"] == ["reports-a@h", "reports-b@h"]
     assert results["workers:celery"].ok
@@ -91,8 +96,9 @@ def test_workers_check_reports_each_queue() -> None:
     none = health.check_workers(celery_app=_FakeCelery(None), queues=["reports"], timeout=0.5)
     assert [r.ok for r in none] == [False]
     started = time.monotonic()
-    hung = health.check_workers(celery_app=_FakeCelery({}, delay=30), queues=["reports"],
-                                timeout=0.2)
+    hung = health.check_workers(
+        celery_app=_FakeCelery({}, delay=30), queues=["reports"], timeout=0.2
+    )
     assert time.monotonic() - started < 5 and not hung[0].ok
 
 
@@ -105,12 +111,18 @@ def test_disk_check_threshold(tmp_path: Path) -> None:
 
 def test_run_health_checks_sets_gauges(tmp_path: Path, redis_server: RedisServer) -> None:
     settings = Settings(  # type: ignore[call-arg]
-        ENVIRONMENT="test", VAR_DIR=tmp_path, _env_file=None,
-        CELERY_BROKER_URL=redis_server.url(0), CELERY_RESULT_BACKEND=redis_server.url(1),
+        ENVIRONMENT="test",
+        VAR_DIR=tmp_path,
+        _env_file=None,
+        CELERY_BROKER_URL=redis_server.url(0),
+        CELERY_RESULT_BACKEND=redis_server.url(1),
     )
     report = health.run_health_checks(
-        settings=settings, celery_app=_FakeCelery({"w@h": [{"name": "reports"}]}),
-        queues=["reports", "documents"], timeout=0.5, min_free_bytes=1,
+        settings=settings,
+        celery_app=_FakeCelery({"w@h": [{"name": "reports"}]}),
+        queues=["reports", "documents"],
+        timeout=0.5,
+        min_free_bytes=1,
     )
     assert report.failing == ["workers:documents"]
     as_dict = report.as_dict()
@@ -136,14 +148,32 @@ def test_system_metrics_gauges(tmp_path: Path) -> None:
 DAY = date(2031, 3, 14)
 
 
-def _job(owner: int, job_type: str, status: str, *, hour: int, seconds: float | None = None,
-         error: str | None = None, attempts: int = 1, day: date = DAY) -> ReportJob:
+def _job(
+    owner: int,
+    job_type: str,
+    status: str,
+    *,
+    hour: int,
+    seconds: float | None = None,
+    error: str | None = None,
+    attempts: int = 1,
+    day: date = DAY,
+) -> ReportJob:
     created = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
     started = created + timedelta(seconds=2)
     return ReportJob(
-        owner_id=owner, job_type=job_type, queue="reports", status=status, params={},
-        attempts=attempts, max_attempts=4, error=error, history=[],
-        created_at=created, queued_at=created, started_at=started if attempts else None,
+        owner_id=owner,
+        job_type=job_type,
+        queue="reports",
+        status=status,
+        params={},
+        attempts=attempts,
+        max_attempts=4,
+        error=error,
+        history=[],
+        created_at=created,
+        queued_at=created,
+        started_at=started if attempts else None,
         finished_at=started + timedelta(seconds=seconds) if seconds is not None else None,
     )
 
@@ -157,20 +187,53 @@ def _seed(session: Any) -> dict[str, list[float]]:
     rows = [_job(owner.id, "pdf", "completed", hour=1 + i, seconds=s) for i, s in enumerate(pdf)]
     rows += [_job(owner.id, "dummy", "completed", hour=9, seconds=s, attempts=2) for s in dummy]
     rows += [
-        _job(owner.id, "dummy", "failed", hour=10, seconds=1,
-             error="gave up after 4 attempts: simulated transient failure 4 of 5", attempts=4),
-        _job(owner.id, "dummy", "failed", hour=11, seconds=1,
-             error="gave up after 4 attempts: simulated transient failure 4 of 5", attempts=4),
-        _job(owner.id, "pdf", "failed", hour=12, seconds=1,
-             error="internal error: KeyError: 'x' in 0e3b1f0c-1111-2222-3333-444455556666"),
-        _job(owner.id, "pdf", "failed", hour=13, seconds=1,
-             error="internal error: KeyError: 'x' in 9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"),
+        _job(
+            owner.id,
+            "dummy",
+            "failed",
+            hour=10,
+            seconds=1,
+            error="gave up after 4 attempts: simulated transient failure 4 of 5",
+            attempts=4,
+        ),
+        _job(
+            owner.id,
+            "dummy",
+            "failed",
+            hour=11,
+            seconds=1,
+            error="gave up after 4 attempts: simulated transient failure 4 of 5",
+            attempts=4,
+        ),
+        _job(
+            owner.id,
+            "pdf",
+            "failed",
+            hour=12,
+            seconds=1,
+            error="internal error: KeyError: 'x' in 0e3b1f0c-1111-2222-3333-444455556666",
+        ),
+        _job(
+            owner.id,
+            "pdf",
+            "failed",
+            hour=13,
+            seconds=1,
+            error="internal error: KeyError: 'x' in 9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff",
+        ),
         _job(owner.id, "excel", "cancelled", hour=14, seconds=3),
         _job(owner.id, "excel", "queued", hour=23, attempts=0),
         # Other days are not counted.
         _job(owner.id, "pdf", "completed", hour=23, seconds=99, day=DAY - timedelta(days=1)),
-        _job(owner.id, "pdf", "failed", hour=0, seconds=99, day=DAY + timedelta(days=1),
-             error="tomorrow"),
+        _job(
+            owner.id,
+            "pdf",
+            "failed",
+            hour=0,
+            seconds=99,
+            day=DAY + timedelta(days=1),
+            error="tomorrow",
+        ),
     ]
     session.add_all(rows)
     return {"pdf": pdf, "dummy": dummy}
@@ -202,7 +265,8 @@ def test_daily_stats_numbers(database_url: str) -> None:
     assert stats["retries"] == {"retried_jobs": 4, "extra_attempts": 2 * 1 + 2 * 3}
     failures = stats["failures"]
     assert [(f["count"], f["job_types"]) for f in failures] == [
-        (2, {"dummy": 2}), (2, {"pdf": 2}),
+        (2, {"dummy": 2}),
+        (2, {"pdf": 2}),
     ]
     assert failures[1]["error"] == "internal error: KeyError: 'x' in <id>"
     assert "tomorrow" not in str(stats)
@@ -234,12 +298,12 @@ def test_daily_stats_upsert_and_mail_once(database_url: str) -> None:
     def broken(to: list[str], subject: str, text: str) -> None:
         raise ConnectionRefusedError("smtp down")
 
-    forced = daily_stats.run_daily_report(settings=settings, day=DAY, send=broken,
-                                          force_mail=True)
+    forced = daily_stats.run_daily_report(settings=settings, day=DAY, send=broken, force_mail=True)
     assert forced["mail_error"] == "ConnectionRefusedError: smtp down"
     assert forced["stats"]["total"] == 13
     nobody = daily_stats.run_daily_report(
-        settings=settings.model_copy(update={"ADMIN_EMAILS": []}), day=DAY - timedelta(days=3),
+        settings=settings.model_copy(update={"ADMIN_EMAILS": []}),
+        day=DAY - timedelta(days=3),
         send=send,
     )
     assert nobody["stats"]["total"] == 0 and len(sent) == 1
@@ -264,10 +328,14 @@ def test_daily_report_mailed_through_smtp(database_url: str) -> None:
     try:
         with session_scope() as session:
             _seed(session)
-        settings = get_settings().model_copy(update={
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "MAIL_FROM": "reports@example.com",
-            "ADMIN_EMAILS": ["a@example.com", "b@example.com"],
-        })
+        settings = get_settings().model_copy(
+            update={
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": port,
+                "MAIL_FROM": "reports@example.com",
+                "ADMIN_EMAILS": ["a@example.com", "b@example.com"],
+            }
+        )
         result = daily_stats.run_daily_report(settings=settings, day=DAY)
     finally:
         controller.stop()
@@ -305,16 +373,24 @@ def test_daily_report_matches_jobs_that_ran(service: Service, auth: dict[str, st
     stats = report["stats"]
     with session_scope() as session:
         rows = session.execute(
-            select(ReportJob.job_type, ReportJob.status, ReportJob.started_at,
-                   ReportJob.finished_at, ReportJob.error)
+            select(
+                ReportJob.job_type,
+                ReportJob.status,
+                ReportJob.started_at,
+                ReportJob.finished_at,
+                ReportJob.error,
+            )
         ).all()
     expected: dict[str, int] = {}
     for row in rows:
         expected[row.status] = expected.get(row.status, 0) + 1
     assert stats["by_status"] == expected
     assert stats["total"] == len(rows)
-    completed = sorted((r.finished_at - r.started_at).total_seconds() for r in rows
-                       if r.status == JobStatus.COMPLETED)
+    completed = sorted(
+        (r.finished_at - r.started_at).total_seconds()
+        for r in rows
+        if r.status == JobStatus.COMPLETED
+    )
     dummy = stats["by_type"]["dummy"]["duration_seconds"]
     assert dummy["count"] == len(completed)
     if len(completed) >= 2:

@@ -152,14 +152,27 @@ def make_settings(tmp_path: Path, port: int, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def make_ctx(settings: Settings, job_type: str, params: dict[str, Any], *, attempt: int = 1,
-             job_id: str = "job-1", progress: list[tuple[float, str]] | None = None,
-             check_cancelled: Any = None) -> JobContext:
+def make_ctx(
+    settings: Settings,
+    job_type: str,
+    params: dict[str, Any],
+    *,
+    attempt: int = 1,
+    job_id: str = "job-1",
+    progress: list[tuple[float, str]] | None = None,
+    check_cancelled: Any = None,
+) -> JobContext:
     seen = progress if progress is not None else []
     return JobContext(
-        job_id=job_id, job_type=job_type, params=params, owner_id=1, attempt=attempt,
-        settings=settings, report_progress=lambda p, m: seen.append((p, m)),
-        check_cancelled=check_cancelled or (lambda: None), scratch_dir=settings.VAR_DIR / "tmp",
+        job_id=job_id,
+        job_type=job_type,
+        params=params,
+        owner_id=1,
+        attempt=attempt,
+        settings=settings,
+        report_progress=lambda p, m: seen.append((p, m)),
+        check_cancelled=check_cancelled or (lambda: None),
+        scratch_dir=settings.VAR_DIR / "tmp",
     )
 
 
@@ -292,10 +305,12 @@ def test_bulk_worker_crash_mid_send_is_not_resent(tmp_path: Path, smtp_server: S
     statuses = [item["status"] for item in output.result["recipients"]]
     assert statuses == ["sent", "unknown", "sent", "sent", "sent"]
     assert sorted(smtp_server.recorder.count_by_recipient()) == [
-        "user0002@example.com", "user0003@example.com", "user0004@example.com",
+        "user0002@example.com",
+        "user0003@example.com",
+        "user0004@example.com",
     ]
     # The torn line was fenced off: the ledger still parses line by line.
-    for line in path.read_text().splitlines()[len(lines) + 1:]:
+    for line in path.read_text().splitlines()[len(lines) + 1 :]:
         json.loads(line)
 
 
@@ -420,8 +435,9 @@ def test_single_email_with_html_and_attachment_is_sent_once(
         "body": "Attached: the report for {{ month }}.",
         "html_body": "<p>Attached: the report for <em>{{ month }}</em>.</p>",
         "context": {"month": "May <2025>"},
-        "attachments": [{"path": str(report), "filename": "may.pdf",
-                         "mime_type": "application/pdf"}],
+        "attachments": [
+            {"path": str(report), "filename": "may.pdf", "mime_type": "application/pdf"}
+        ],
     }
     output = run_email(make_ctx(settings, "email", params))
     assert output.result is not None and output.result["status"] == "sent"
@@ -453,16 +469,25 @@ def test_single_email_errors_are_classified(tmp_path: Path, smtp_server: SmtpSer
         run_email(make_ctx(settings, "email", {**base, "to": "gone@example.com"}, job_id="j1"))
     with pytest.raises(TransientJobError, match="451"):
         run_email(make_ctx(settings, "email", {**base, "to": "busy@example.com"}, job_id="j2"))
-    output = run_email(make_ctx(settings, "email", {**base, "to": "busy@example.com"},
-                                job_id="j2", attempt=2))
+    output = run_email(
+        make_ctx(settings, "email", {**base, "to": "busy@example.com"}, job_id="j2", attempt=2)
+    )
     assert output.result is not None and output.result["status"] == "sent"
     with pytest.raises(PermanentJobError, match="not an e-mail address"):
         run_email(make_ctx(settings, "email", {**base, "to": "nobody"}, job_id="j3"))
     with pytest.raises(PermanentJobError, match="no longer exists"):
-        run_email(make_ctx(settings, "email", {
-            **base, "to": "a@example.com",
-            "attachments": [{"path": str(tmp_path / "gone.pdf"), "filename": "gone.pdf"}],
-        }, job_id="j4"))
+        run_email(
+            make_ctx(
+                settings,
+                "email",
+                {
+                    **base,
+                    "to": "a@example.com",
+                    "attachments": [{"path": str(tmp_path / "gone.pdf"), "filename": "gone.pdf"}],
+                },
+                job_id="j4",
+            )
+        )
     assert smtp_server.recorder.count_by_recipient() == Counter({"busy@example.com": 1})
 
 
@@ -483,8 +508,9 @@ def test_two_workers_cannot_send_the_same_job_at_once(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     settings = make_settings(tmp_path, smtp_server.port)
-    with Ledger.open(settings, "job-1", attempt=1), pytest.raises(
-        TransientJobError, match="already being sent by another worker"
+    with (
+        Ledger.open(settings, "job-1", attempt=1),
+        pytest.raises(TransientJobError, match="already being sent by another worker"),
     ):
         run_bulk_email(make_ctx(settings, "bulk_email", bulk_params(3)))
     assert smtp_server.recorder.messages == []
@@ -496,8 +522,13 @@ def test_report_ready_notice_has_the_link_and_is_sent_once(
     settings = make_settings(tmp_path, smtp_server.port)
     url = "http://127.0.0.1:8000/reports/jobs/abc123/download"
     for _ in range(2):
-        notify_report_ready(settings=settings, to="owner@example.com", job_id="abc123",
-                            download_url=url, title="Sales <Q3>")
+        notify_report_ready(
+            settings=settings,
+            to="owner@example.com",
+            job_id="abc123",
+            download_url=url,
+            title="Sales <Q3>",
+        )
     (received,) = smtp_server.recorder.messages
     msg = received.message
     assert msg["Subject"] == 'Your report "Sales <Q3>" is ready'
@@ -519,8 +550,9 @@ def test_missing_smtp_server_fails_fast_with_what_to_fix(tmp_path: Path) -> None
     assert time.monotonic() - started < 3
 
     with pytest.raises(PermanentJobError, match="no SMTP server is configured: set SMTP_HOST"):
-        run_bulk_email(make_ctx(make_settings(tmp_path, 25, SMTP_HOST=""), "bulk_email",
-                                bulk_params(2)))
+        run_bulk_email(
+            make_ctx(make_settings(tmp_path, 25, SMTP_HOST=""), "bulk_email", bulk_params(2))
+        )
     with pytest.raises(PermanentJobError, match="unknown host"):
         smtp.connect(make_settings(tmp_path, 25, SMTP_HOST="no-such-host.invalid"))
 
@@ -546,10 +578,26 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("cert")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -558,7 +606,9 @@ def _authenticator(
     server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
 ) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        b"mailer", b"s3cret")
+        b"mailer",
+        b"s3cret",
+    )
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
 
@@ -574,26 +624,39 @@ def test_tls_and_login_from_settings(
     recorder = Recorder()
     port = free_port()
     tls_kwargs: dict[str, Any] = (
-        {"tls_context": server_ctx, "require_starttls": True} if security == "starttls"
+        {"tls_context": server_ctx, "require_starttls": True}
+        if security == "starttls"
         # aiosmtpd only counts STARTTLS as encryption; implicit TLS is encrypted all along.
         else {"ssl_context": server_ctx, "auth_require_tls": False}
     )
-    controller = Controller(recorder, hostname="127.0.0.1", port=port, auth_required=True,
-                            authenticator=_authenticator, **tls_kwargs)
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=port,
+        auth_required=True,
+        authenticator=_authenticator,
+        **tls_kwargs,
+    )
     controller.start()
     try:
-        settings = make_settings(tmp_path, port, SMTP_SECURITY=security, SMTP_USER="mailer",
-                                 SMTP_PASSWORD="s3cret")
+        settings = make_settings(
+            tmp_path, port, SMTP_SECURITY=security, SMTP_USER="mailer", SMTP_PASSWORD="s3cret"
+        )
         client = smtp.connect(settings, ssl_context=client_ctx)
         try:
-            smtp.deliver(client, b"Subject: hi\r\n\r\nover TLS\r\n",
-                         sender="reports@example.com", recipients=["a@example.com"])
+            smtp.deliver(
+                client,
+                b"Subject: hi\r\n\r\nover TLS\r\n",
+                sender="reports@example.com",
+                recipients=["a@example.com"],
+            )
         finally:
             smtp.quit_quietly(client)
         assert recorder.count_by_recipient() == Counter({"a@example.com": 1})
 
-        wrong = make_settings(tmp_path, port, SMTP_SECURITY=security, SMTP_USER="mailer",
-                              SMTP_PASSWORD="wrong")
+        wrong = make_settings(
+            tmp_path, port, SMTP_SECURITY=security, SMTP_USER="mailer", SMTP_PASSWORD="wrong"
+        )
         with pytest.raises(PermanentJobError, match="check SMTP_USER/SMTP_PASSWORD"):
             smtp.connect(wrong, ssl_context=client_ctx)
         untrusted = make_settings(tmp_path, port, SMTP_SECURITY=security)
@@ -612,7 +675,8 @@ def test_starttls_required_but_not_offered(tmp_path: Path, smtp_server: SmtpServ
 # --------------------------------------------------------------------------- templates
 def test_templates_escape_html_only_and_refuse_unsafe_or_unknown() -> None:
     mail = load_template("report_ready").render(
-        {"title": "<script>x</script>", "download_url": "http://h/d?a=1&b=2", "job_id": "j"})
+        {"title": "<script>x</script>", "download_url": "http://h/d?a=1&b=2", "job_id": "j"}
+    )
     assert "<script>x</script>" in mail.text
     assert mail.html is not None and "&lt;script&gt;" in mail.html and "<script>" not in mail.html
     assert "a=1&amp;b=2" in mail.html
@@ -639,8 +703,18 @@ def test_address_normalisation(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "plain", "a@b", "a@@b.com", "a b@c.com", "a@c.com\r\nBcc: x@y.com",
-            "<a@b.com>", "a@-b.com", "a..b@c.com"],
+    "raw",
+    [
+        "",
+        "plain",
+        "a@b",
+        "a@@b.com",
+        "a b@c.com",
+        "a@c.com\r\nBcc: x@y.com",
+        "<a@b.com>",
+        "a@-b.com",
+        "a..b@c.com",
+    ],
 )
 def test_bad_addresses_are_refused(raw: str) -> None:
     with pytest.raises(ValueError):
@@ -655,33 +729,51 @@ def module_smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture(scope="module", params=DATABASES)
-def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            module_smtp: SmtpServer) -> Iterator[Service]:
+def service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_smtp: SmtpServer,
+) -> Iterator[Service]:
     """The conftest service, its workers pointed at this module's SMTP server."""
     with running_service(
-        request.param, tmp_path_factory.mktemp(f"mail-{request.param}"),
-        SMTP_HOST="127.0.0.1", SMTP_PORT=module_smtp.port, MAIL_FROM="reports@example.com",
-        MAIL_RATE_PER_SECOND=0, MAIL_BATCH_SIZE=50,
+        request.param,
+        tmp_path_factory.mktemp(f"mail-{request.param}"),
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=module_smtp.port,
+        MAIL_FROM="reports@example.com",
+        MAIL_RATE_PER_SECOND=0,
+        MAIL_BATCH_SIZE=50,
     ) as svc:
         yield svc
 
 
 def delivered_to(recorder: Recorder, prefix: str) -> Counter[str]:
-    return Counter({address: n for address, n in recorder.count_by_recipient().items()
-                    if address.startswith(prefix)})
+    return Counter(
+        {
+            address: n
+            for address, n in recorder.count_by_recipient().items()
+            if address.startswith(prefix)
+        }
+    )
 
 
 def test_bulk_over_http_retries_only_the_deferred_recipient(
     service: Service, auth: dict[str, str], module_smtp: SmtpServer
 ) -> None:
     prefix = f"{service.db_kind}-bulk"
-    recipients = [{"email": f"{prefix}{i:03d}@example.com", "context": {"n": i}}
-                  for i in range(200)]
+    recipients = [
+        {"email": f"{prefix}{i:03d}@example.com", "context": {"n": i}} for i in range(200)
+    ]
     module_smtp.recorder.fail_data_once.add(f"{prefix}120@example.com")
-    response = service.client.post("/notifications/bulk", headers=auth, json={
-        "subject": "Statement {{ n }}", "body": "Your number is {{ n }}.",
-        "recipients": recipients,
-    })
+    response = service.client.post(
+        "/notifications/bulk",
+        headers=auth,
+        json={
+            "subject": "Statement {{ n }}",
+            "body": "Your number is {{ n }}.",
+            "recipients": recipients,
+        },
+    )
     assert response.status_code == 202, response.text
     assert response.json()["queue"] == "notifications"
     job = service.wait(response.json()["job_id"], auth)
@@ -699,11 +791,16 @@ def test_email_with_a_finished_job_attached(
     finished = service.wait(report["job_id"], auth)
     assert finished["status"] == "completed"
     to = f"{service.db_kind}-boss@example.com"
-    response = service.client.post("/notifications/email", headers=auth, json={
-        "to": to, "template": "report_ready",
-        "context": {"title": "Dummy", "download_url": "http://x/d", "job_id": report["job_id"]},
-        "attach_job_id": report["job_id"],
-    })
+    response = service.client.post(
+        "/notifications/email",
+        headers=auth,
+        json={
+            "to": to,
+            "template": "report_ready",
+            "context": {"title": "Dummy", "download_url": "http://x/d", "job_id": report["job_id"]},
+            "attach_job_id": report["job_id"],
+        },
+    )
     assert response.status_code == 202, response.text
     job = service.wait(response.json()["job_id"], auth)
     assert job["status"] == "completed", job
@@ -714,12 +811,18 @@ def test_email_with_a_finished_job_attached(
     assert received.message["Subject"] == 'Your report "Dummy" is ready'
 
     # Someone else's job cannot be attached; an unfinished one cannot either.
-    stolen = service.client.post("/notifications/email", headers=other_auth, json={
-        "to": to, "subject": "s", "body": "b", "attach_job_id": report["job_id"]})
+    stolen = service.client.post(
+        "/notifications/email",
+        headers=other_auth,
+        json={"to": to, "subject": "s", "body": "b", "attach_job_id": report["job_id"]},
+    )
     assert stolen.status_code == 422 and "attach_job_id" in stolen.json()["detail"]
     slow = service.client.post("/reports/dummy", headers=auth, json={"delay_seconds": 5}).json()
-    early = service.client.post("/notifications/email", headers=auth, json={
-        "to": to, "subject": "s", "body": "b", "attach_job_id": slow["job_id"]})
+    early = service.client.post(
+        "/notifications/email",
+        headers=auth,
+        json={"to": to, "subject": "s", "body": "b", "attach_job_id": slow["job_id"]},
+    )
     assert early.status_code == 409 and "no file to attach" in early.json()["detail"]
     service.client.post(f"/reports/jobs/{slow['job_id']}/cancel", headers=auth)
 
@@ -735,8 +838,9 @@ def test_email_with_a_finished_job_attached(
         ({"to": "a@example.com", "subject": "s", "body": "b", "bcc": "x"}, "unknown field"),
     ],
 )
-def test_email_request_validation(service: Service, auth: dict[str, str],
-                                  body: dict[str, Any], message: str) -> None:
+def test_email_request_validation(
+    service: Service, auth: dict[str, str], body: dict[str, Any], message: str
+) -> None:
     response = service.client.post("/notifications/email", headers=auth, json=body)
     assert response.status_code == 422, response.text
     assert message in response.json()["detail"]
@@ -744,8 +848,11 @@ def test_email_request_validation(service: Service, auth: dict[str, str],
 
 def test_bulk_request_validation(service: Service, auth: dict[str, str]) -> None:
     def post(recipients: list[dict[str, Any]]) -> Any:
-        return service.client.post("/notifications/bulk", headers=auth, json={
-            "subject": "s", "body": "b", "recipients": recipients})
+        return service.client.post(
+            "/notifications/bulk",
+            headers=auth,
+            json={"subject": "s", "body": "b", "recipients": recipients},
+        )
 
     bad = post([{"email": "ok@example.com"}, {"email": "broken@"}, {"email": "x y@z.com"}])
     assert bad.status_code == 422

@@ -35,8 +35,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def worker_metrics(stack: Stack) -> str:
     """A reports worker (2 prefork children) with its metrics endpoint; returns the URL."""
     port = free_port()
-    worker = stack.worker("worker", "reports,celery", "2", name="reports",
-                          WORKER_METRICS_PORT=str(port))
+    worker = stack.worker(
+        "worker", "reports,celery", "2", name="reports", WORKER_METRICS_PORT=str(port)
+    )
     worker.start()
     url = f"http://127.0.0.1:{port}/metrics"
     deadline = time.monotonic() + 20
@@ -46,8 +47,10 @@ def worker_metrics(stack: Stack) -> str:
             return url
         except OSError:
             time.sleep(0.2)
-    pytest.fail(f"worker metrics endpoint {url} not reachable: is metrics.install_celery_hooks()"
-                f" called in app/core/celery_app.py? Log tail:\n{worker.log()[-2000:]}")
+    pytest.fail(
+        f"worker metrics endpoint {url} not reachable: is metrics.install_celery_hooks()"
+        f" called in app/core/celery_app.py? Log tail:\n{worker.log()[-2000:]}"
+    )
 
 
 def _get(url: str) -> str:
@@ -65,8 +68,11 @@ def _counts(text: str) -> dict[str, float]:
     }
 
 
-def _eventually(read: Callable[[], dict[str, float]], want: Callable[[dict[str, float]], bool],
-                timeout: float = 60) -> dict[str, float]:
+def _eventually(
+    read: Callable[[], dict[str, float]],
+    want: Callable[[dict[str, float]], bool],
+    timeout: float = 60,
+) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     value = read()
     while not want(value) and time.monotonic() < deadline:
@@ -82,9 +88,7 @@ def _post(stack: Stack, headers: dict[str, str], **body: object) -> str:
     return str(response.json()["job_id"])
 
 
-def test_prefork_children_metrics_on_the_worker_endpoint(
-    stack: Stack, worker_metrics: str
-) -> None:
+def test_prefork_children_metrics_on_the_worker_endpoint(stack: Stack, worker_metrics: str) -> None:
     headers = stack.service.headers(stack.service.token())
     before = _counts(_get(worker_metrics))
     ids = [_post(stack, headers) for _ in range(12)]
@@ -96,8 +100,13 @@ def test_prefork_children_metrics_on_the_worker_endpoint(
     assert len(pids) >= 2, pids  # the work was spread over both pool children
 
     max_attempts = stack.service.settings.max_attempts
-    expected = {"completed": 14, "failed": 1, "retries": 2 + (max_attempts - 1),
-                "active": 0, "durations": 15}
+    expected = {
+        "completed": 14,
+        "failed": 1,
+        "retries": 2 + (max_attempts - 1),
+        "active": 0,
+        "durations": 15,
+    }
 
     def delta() -> dict[str, float]:
         now = _counts(_get(worker_metrics))
@@ -118,33 +127,52 @@ def test_active_gauge_survives_a_killed_pool_child(stack: Stack, worker_metrics:
     before = _counts(_get(worker_metrics))
     job_id = _post(stack, headers, delay_seconds=4)
     stack.service.wait(job_id, headers, statuses={"started"})
-    running = _eventually(lambda: _counts(_get(worker_metrics)), lambda c: c["active"] == 1,
-                          timeout=10)
+    running = _eventually(
+        lambda: _counts(_get(worker_metrics)), lambda c: c["active"] == 1, timeout=10
+    )
     assert running["active"] == 1
     worker = stack.workers[0]
     for pid in worker.children():
         os.kill(pid, signal.SIGKILL)
     # The dead child's "active" is dropped at the next scrape, not counted forever.
-    after_kill = _eventually(lambda: _counts(_get(worker_metrics)), lambda c: c["active"] == 0,
-                             timeout=10)
+    after_kill = _eventually(
+        lambda: _counts(_get(worker_metrics)), lambda c: c["active"] == 0, timeout=10
+    )
     assert after_kill["active"] == 0
     # The job is delivered again and completes once; what the dead child counted stays.
     assert stack.service.wait(job_id, headers, timeout=120)["status"] == "completed"
-    final = _eventually(lambda: _counts(_get(worker_metrics)),
-                        lambda c: c["completed"] - before["completed"] == 1, timeout=30)
+    final = _eventually(
+        lambda: _counts(_get(worker_metrics)),
+        lambda c: c["completed"] - before["completed"] == 1,
+        timeout=30,
+    )
     assert final["completed"] - before["completed"] == 1
     assert final["active"] == 0
 
 
 def test_flower_refuses_requests_without_credentials(stack: Stack) -> None:
     port = free_port()
-    refused = stack.worker("flower", str(port), name="flower-open", ready="Visit me",
-                           FLOWER_USER="", FLOWER_PASSWORD="")
+    refused = stack.worker(
+        "flower",
+        str(port),
+        name="flower-open",
+        ready="Visit me",
+        FLOWER_USER="",
+        FLOWER_PASSWORD="",
+    )
     with pytest.raises(RuntimeError, match="FLOWER_USER and FLOWER_PASSWORD"):
         refused.start(timeout=30)
 
-    flower = stack.worker("flower", str(port), "--address", "127.0.0.1", name="flower",
-                          ready="Visit me", FLOWER_USER="ops", FLOWER_PASSWORD="s3cret-pass")
+    flower = stack.worker(
+        "flower",
+        str(port),
+        "--address",
+        "127.0.0.1",
+        name="flower",
+        ready="Visit me",
+        FLOWER_USER="ops",
+        FLOWER_PASSWORD="s3cret-pass",
+    )
     flower.start(timeout=60)
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(timeout=10) as client:
@@ -158,8 +186,9 @@ def test_flower_refuses_requests_without_credentials(stack: Stack) -> None:
         health = client.get(f"{base}/healthcheck")
         assert health.status_code == 200 and health.text == "OK"
     token = base64.b64encode(b"ops:s3cret-pass").decode()
-    request = urllib.request.Request(f"{base}/api/workers",
-                                     headers={"Authorization": f"Basic {token}"})
+    request = urllib.request.Request(
+        f"{base}/api/workers", headers={"Authorization": f"Basic {token}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     flower.stop()

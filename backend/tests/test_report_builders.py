@@ -56,27 +56,36 @@ class Recorder:
     def __call__(self, percent: float, message: str) -> None:
         now = time.monotonic()
         self.calls.append((now, percent, message))
-        if self.cancelled_at or (self.cancel_when
-                                 and self.cancel_when([m for _, _, m in self.calls])):
+        if self.cancelled_at or (
+            self.cancel_when and self.cancel_when([m for _, _, m in self.calls])
+        ):
             # From now on the job is cancelled: every later call raises, as the runner's does.
             self.cancelled_at = self.cancelled_at or now
             raise JobCancelled("cancelled by test")
 
 
-def make_ctx(tmp_path: Path, kind: str, params: dict[str, Any], progress: Any = None
-             ) -> JobContext:
+def make_ctx(tmp_path: Path, kind: str, params: dict[str, Any], progress: Any = None) -> JobContext:
     return JobContext(
-        job_id="t", job_type=kind, params=params, owner_id=1, attempt=1,
+        job_id="t",
+        job_type=kind,
+        params=params,
+        owner_id=1,
+        attempt=1,
         settings=Settings(ENVIRONMENT="test", VAR_DIR=tmp_path),
-        report_progress=progress or (lambda p, m: None), check_cancelled=lambda: None,
+        report_progress=progress or (lambda p, m: None),
+        check_cancelled=lambda: None,
         scratch_dir=tmp_path / "scratch",
     )
 
 
 def demo_params(kind: str, rows: int, seed: int = 3, **extra: Any) -> dict[str, Any]:
-    request = HeavyReportRequest.model_validate({
-        "report_type": kind, "dataset": {"source": "demo", "rows": rows, "seed": seed}, **extra,
-    })
+    request = HeavyReportRequest.model_validate(
+        {
+            "report_type": kind,
+            "dataset": {"source": "demo", "rows": rows, "seed": seed},
+            **extra,
+        }
+    )
     return validate_request(request, SALES)
 
 
@@ -89,9 +98,13 @@ def demo_frame(rows: int, seed: int = 3) -> pd.DataFrame:
 
 def upload_params(kind: str, path: Path, fmt: str, **extra: Any) -> dict[str, Any]:
     columns, _ = sniff_file(path, fmt)
-    request = HeavyReportRequest.model_validate({
-        "report_type": kind, "dataset": {"source": "upload", "dataset_id": "d1"}, **extra,
-    })
+    request = HeavyReportRequest.model_validate(
+        {
+            "report_type": kind,
+            "dataset": {"source": "upload", "dataset_id": "d1"},
+            **extra,
+        }
+    )
     params = validate_request(request, columns)
     params.update(dataset_path=str(path), dataset_format=fmt, dataset_name=path.name)
     return params
@@ -118,12 +131,18 @@ def test_unknown_column_is_named_with_the_available_ones() -> None:
         ({"date_column": "revenue"}, "date_column 'revenue' is not a date"),
         ({"date_column": "when"}, "unknown column 'when' in date_column"),
         ({"filters": {"colour": "red"}}, "unknown column 'colour' in filters"),
-        ({"filters": [{"column": "quantity", "op": "gt", "value": "lots"}]},
-         "filter on 'quantity': expected a number"),
-        ({"filters": [{"column": "date", "op": "ge", "value": "31/01/2024"}]},
-         "expected an ISO date"),
-        ({"filters": [{"column": "region", "op": "between", "value": ["a"]}]},
-         "'between' needs [low, high]"),
+        (
+            {"filters": [{"column": "quantity", "op": "gt", "value": "lots"}]},
+            "filter on 'quantity': expected a number",
+        ),
+        (
+            {"filters": [{"column": "date", "op": "ge", "value": "31/01/2024"}]},
+            "expected an ISO date",
+        ),
+        (
+            {"filters": [{"column": "region", "op": "between", "value": ["a"]}]},
+            "'between' needs [low, high]",
+        ),
         ({"group_by": ["revenue"], "measures": ["revenue"]}, "both in group_by and in measures"),
     ],
 )
@@ -139,15 +158,19 @@ def test_request_shape_limits() -> None:
         HeavyReportRequest.model_validate({"report_type": "pdf", "colour": "blue"})
     with pytest.raises(ValueError):
         HeavyReportRequest.model_validate(
-            {"report_type": "pdf", "dataset": {"source": "demo", "rows": 10_000_001}})
+            {"report_type": "pdf", "dataset": {"source": "demo", "rows": 10_000_001}}
+        )
     with pytest.raises(ValueError):
         HeavyReportRequest.model_validate({"report_type": "word"})
     with pytest.raises(ValueError):
-        HeavyReportRequest.model_validate(
-            {"report_type": "pdf", "group_by": ["a", "b", "c", "d"]})
+        HeavyReportRequest.model_validate({"report_type": "pdf", "group_by": ["a", "b", "c", "d"]})
     ok = HeavyReportRequest.model_validate(
-        {"report_type": "analysis", "notify": "email",
-         "dataset": {"source": "upload", "dataset_id": "0b6c-11"}})
+        {
+            "report_type": "analysis",
+            "notify": "email",
+            "dataset": {"source": "upload", "dataset_id": "0b6c-11"},
+        }
+    )
     assert ok.notify == "email"
 
 
@@ -158,11 +181,14 @@ def test_defaults_are_made_explicit_in_the_params() -> None:
     assert params["date_column"] == "date"
     assert params["dataset"] == {"source": "demo", "name": "sales", "rows": 10_000, "seed": 42}
     explicit = validate_request(
-        HeavyReportRequest(report_type="pdf", group_by=[], date_column=None), SALES)
+        HeavyReportRequest(report_type="pdf", group_by=[], date_column=None), SALES
+    )
     assert explicit["group_by"] == [] and explicit["date_column"] is None
     upload_cols = {"day": "DATE", "shop": "VARCHAR", "amount": "DECIMAL(10,2)", "n": "BIGINT"}
-    upload = validate_request(HeavyReportRequest(
-        report_type="excel", dataset={"source": "upload", "dataset_id": "x"}), upload_cols)
+    upload = validate_request(
+        HeavyReportRequest(report_type="excel", dataset={"source": "upload", "dataset_id": "x"}),
+        upload_cols,
+    )
     assert upload["measures"] == ["amount", "n"]
     assert upload["date_column"] == "day" and upload["group_by"] == []
 
@@ -192,8 +218,9 @@ def test_demo_generator_is_deterministic_and_chunkable() -> None:
         assert np.array_equal(whole[name], again[name])
         assert np.array_equal(whole[name][1_500:], part[name])
     assert not np.array_equal(whole["revenue"], other["revenue"])
-    np.testing.assert_allclose(whole["revenue"], np.round(whole["quantity"]
-                                                          * whole["unit_price"], 2))
+    np.testing.assert_allclose(
+        whole["revenue"], np.round(whole["quantity"] * whole["unit_price"], 2)
+    )
     assert whole["date"].min() >= np.datetime64("2023-01-01")
     assert whole["date"].max() <= np.datetime64("2025-12-31")
     assert (np.diff(whole["date"].astype("int64")) >= 0).all()  # an order log: dates ascend
@@ -274,8 +301,9 @@ def test_pdf_report_pages_text_and_vector_charts(tmp_path: Path) -> None:
 
 
 def test_pdf_group_table_splits_with_repeated_header(tmp_path: Path) -> None:
-    params = demo_params("pdf", 6_000, group_by=["product"], measures=["revenue"],
-                         date_column=None, detail_rows=0)
+    params = demo_params(
+        "pdf", 6_000, group_by=["product"], measures=["revenue"], date_column=None, detail_rows=0
+    )
     out = heavy.run(make_ctx(tmp_path, "pdf", params))
     assert out.artifact is not None and out.result is not None
     _, texts = _pdf_text(out.artifact.path)
@@ -293,8 +321,9 @@ def _chart_kinds(path: Path) -> list[set[str]]:
     """The plot types of each native chart part (a two-axis chart holds two plots)."""
     with zipfile.ZipFile(path) as z:
         names = sorted(n for n in z.namelist() if re.match(r"xl/charts/chart\d+\.xml", n))
-        return [set(re.findall(r"<c:(lineChart|barChart|pieChart)>", z.read(n).decode()))
-                for n in names]
+        return [
+            set(re.findall(r"<c:(lineChart|barChart|pieChart)>", z.read(n).decode())) for n in names
+        ]
 
 
 def test_excel_workbook_sheets_rows_types_and_charts(tmp_path: Path) -> None:
@@ -315,8 +344,9 @@ def test_excel_workbook_sheets_rows_types_and_charts(tmp_path: Path) -> None:
         assert got[0] == want["date"].to_pydatetime()
         assert got[1:5] == tuple(want[["region", "product", "category", "channel"]])
         assert got[5] == want["quantity"] and isinstance(got[5], int)
-        assert got[6:] == pytest.approx(tuple(want[["unit_price", "unit_cost", "revenue",
-                                                     "margin"]]))
+        assert got[6:] == pytest.approx(
+            tuple(want[["unit_price", "unit_cost", "revenue", "margin"]])
+        )
     assert sum(r[8] for r in data[1:]) == pytest.approx(frame["revenue"].sum())
     # Group sheet numbers against pandas.
     groups = {r[0]: r for r in wb["By category"].iter_rows(min_row=2, values_only=True) if r[0]}
@@ -344,8 +374,9 @@ def test_excel_splits_data_at_the_sheet_row_limit(tmp_path: Path) -> None:
     p = ReportParams.from_params(params)
     out_path = tmp_path / "split.xlsx"
     with open_dataset(p.source) as ds:
-        result = excel.build_excel(ds, p, out_path, Progress(lambda *_: None),
-                                   scratch_dir=tmp_path, rows_per_sheet=101)
+        result = excel.build_excel(
+            ds, p, out_path, Progress(lambda *_: None), scratch_dir=tmp_path, rows_per_sheet=101
+        )
     assert result["data_sheets"] == 3
     wb = openpyxl.load_workbook(out_path, read_only=True)
     assert wb.sheetnames == ["Summary", "By region", "Data", "Data (2)", "Data (3)"]
@@ -367,8 +398,7 @@ def test_excel_row_limit_default_is_excels() -> None:
     assert excel.EXCEL_MAX_ROWS == 1_048_576
     default = inspect.signature(excel.build_excel).parameters["rows_per_sheet"].default
     assert default == excel.EXCEL_MAX_ROWS
-    sql = excel.rows_xml_sql({"a": "INTEGER"}, rows_per_sheet=default, date_xf=1,
-                             datetime_xf=2)
+    sql = excel.rows_xml_sql({"a": "INTEGER"}, rows_per_sheet=default, date_xf=1, datetime_xf=2)
     assert "% 1048575 + 2" in sql  # 1,048,575 data rows under the header, rows 2..1,048,576
 
 
@@ -394,8 +424,15 @@ def test_excel_cells_survive_awkward_values(tmp_path: Path) -> None:
     wb = openpyxl.load_workbook(out.artifact.path, read_only=True)
     rows = list(wb["Data"].iter_rows(values_only=True))
     assert rows[0] == ("id", "txt", "x", "d", "ts", "b", "amount")
-    assert rows[1] == (1, 'a & b <c> "q" \'s\'', 1.5, datetime(2024, 2, 29),
-                       datetime(2024, 2, 29, 13, 45, 30), True, 12.34)
+    assert rows[1] == (
+        1,
+        "a & b <c> \"q\" 's'",
+        1.5,
+        datetime(2024, 2, 29),
+        datetime(2024, 2, 29, 13, 45, 30),
+        True,
+        12.34,
+    )
     assert rows[2][1] == "  padded  " and rows[2][2] is None
     assert rows[2][3] == "1899-06-01"  # before Excel's calendar: kept as text
     assert rows[2][4] == datetime(1970, 1, 1) and rows[2][5] is False
@@ -436,8 +473,9 @@ def test_analysis_numbers_match_an_independent_computation(tmp_path: Path) -> No
     assert [t["count"] for t in r["columns"]["product"]["top_values"]] == list(top.values)
 
     for column in ("region", "category"):
-        expected = df.groupby(column).agg(rows=("revenue", "size"), revenue=("revenue", "sum"),
-                                          margin_mean=("margin", "mean"))
+        expected = df.groupby(column).agg(
+            rows=("revenue", "size"), revenue=("revenue", "sum"), margin_mean=("margin", "mean")
+        )
         expected = expected.sort_values("revenue", ascending=False)
         got = r["groups"][column]
         assert got["total_groups"] == len(expected)
@@ -516,11 +554,14 @@ def test_uploaded_dataset_missing_file_fails_permanently(tmp_path: Path) -> None
 # ----------------------------------------------------------------------------- progress
 
 
-@pytest.mark.parametrize(("kind", "rows", "extra"), [
-    ("pdf", 60_000, {"detail_rows": 3_000}),
-    ("excel", 300_000, {}),
-    ("analysis", 600_000, {}),
-])
+@pytest.mark.parametrize(
+    ("kind", "rows", "extra"),
+    [
+        ("pdf", 60_000, {"detail_rows": 3_000}),
+        ("excel", 300_000, {}),
+        ("analysis", 600_000, {}),
+    ],
+)
 def test_progress_is_reported_at_least_every_second(
     tmp_path: Path, kind: str, rows: int, extra: dict[str, Any]
 ) -> None:
@@ -535,12 +576,15 @@ def test_progress_is_reported_at_least_every_second(
     assert percents[-1] == 100 and all(m for _, _, m in recorder.calls)
 
 
-@pytest.mark.parametrize(("kind", "rows", "extra", "stage"), [
-    ("pdf", 2_000_000, {"detail_rows": 0}, "Preparing data"),  # inside a DuckDB query
-    ("pdf", 200_000, {"detail_rows": 100_000}, "Detail rows"),  # in the page layout loop
-    ("excel", 2_000_000, {}, "Data rows"),  # while streaming rows
-    ("analysis", 1_000_000, {}, "Grouping by"),  # between aggregate queries
-])
+@pytest.mark.parametrize(
+    ("kind", "rows", "extra", "stage"),
+    [
+        ("pdf", 2_000_000, {"detail_rows": 0}, "Preparing data"),  # inside a DuckDB query
+        ("pdf", 200_000, {"detail_rows": 100_000}, "Detail rows"),  # in the page layout loop
+        ("excel", 2_000_000, {}, "Data rows"),  # while streaming rows
+        ("analysis", 1_000_000, {}, "Grouping by"),  # between aggregate queries
+    ],
+)
 def test_cancel_stops_a_build_within_seconds(
     tmp_path: Path, kind: str, rows: int, extra: dict[str, Any], stage: str
 ) -> None:
@@ -562,8 +606,9 @@ def test_demo_columns_match_the_generator() -> None:
         assert ds.columns == SALES
         first = ds.query("SELECT * FROM data LIMIT 1")[0]
     assert isinstance(first[0], date) and not math.isnan(first[-1])
-    assert datasets.describe_source({"source": "demo", "name": "sales", "rows": 3, "seed": 0}
-                                    ).startswith("Demo dataset 'sales' (3 rows, seed 0)")
+    assert datasets.describe_source(
+        {"source": "demo", "name": "sales", "rows": 3, "seed": 0}
+    ).startswith("Demo dataset 'sales' (3 rows, seed 0)")
 
 
 @pytest.mark.parametrize("kind", ["pdf", "excel", "analysis"])

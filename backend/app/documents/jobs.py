@@ -36,8 +36,14 @@ def run_ocr(ctx: JobContext) -> JobOutput:
     try:
         with _decode_errors():
             result = ocr.ocr_document(
-                path, mime, settings=ctx.settings, languages=languages, work_dir=work_dir,
-                searchable_pdf=out_pdf, on_page=on_page, on_wait=ctx.check_cancelled,
+                path,
+                mime,
+                settings=ctx.settings,
+                languages=languages,
+                work_dir=work_dir,
+                searchable_pdf=out_pdf,
+                on_page=on_page,
+                on_wait=ctx.check_cancelled,
             )
     except BaseException:
         out_pdf.unlink(missing_ok=True)

@@ -131,8 +131,16 @@ def ocr_document(
         image.save(page_png, format="PNG", dpi=(dpi, dpi), compress_level=1)
         image.close()
         base = work_dir / f"page-{number:05d}"
-        _tesseract(exe, page_png, base, languages=languages, dpi=dpi, page=number,
-                   settings=settings, on_wait=on_wait)
+        _tesseract(
+            exe,
+            page_png,
+            base,
+            languages=languages,
+            dpi=dpi,
+            page=number,
+            settings=settings,
+            on_wait=on_wait,
+        )
         page_png.unlink(missing_ok=True)
         text = base.with_suffix(".txt").read_text(encoding="utf-8", errors="replace")
         result.pages.append(PageText(page=number, text=text.replace("\f", "").strip()))

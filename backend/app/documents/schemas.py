@@ -59,6 +59,8 @@ class OcrRequest(StrictModel):
 
 class ThumbnailsRequest(StrictModel):
     pages: int = Field(
-        default=1, ge=1, le=MAX_THUMBNAIL_PAGES,
+        default=1,
+        ge=1,
+        le=MAX_THUMBNAIL_PAGES,
         description="How many leading pages get thumbnails.",
     )

@@ -65,14 +65,25 @@ def write_thumbnails_zip(
             page = _display_mode(page, as_jpeg)
             for size in sizes:
                 target = fit(true_size, size, upscale=vector)
-                thumb = page if target == page.size else page.resize(
-                    target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+                thumb = (
+                    page
+                    if target == page.size
+                    else page.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+                )
                 name = f"p{number}-{size}.{ext}"
                 with archive.open(name, "w") as entry:
                     thumb.save(entry, format=fmt, **options)
-                thumbs.append(Thumbnail(name=name, page=number, size=size, width=thumb.width,
-                                        height=thumb.height, bytes=archive.getinfo(name).file_size,
-                                        mime_type=mime))
+                thumbs.append(
+                    Thumbnail(
+                        name=name,
+                        page=number,
+                        size=size,
+                        width=thumb.width,
+                        height=thumb.height,
+                        bytes=archive.getinfo(name).file_size,
+                        mime_type=mime,
+                    )
+                )
             page.close()
     return thumbs
 

@@ -174,16 +174,19 @@ def format_report(stats: dict[str, Any]) -> tuple[str, str]:
         return "-" if value is None else f"{value:.2f} s"
 
     lines = [f"Jobs created on {stats['day']} (UTC): {stats['total']}", ""]
-    lines.append("By status: " + (
-        ", ".join(f"{name}={count}" for name, count in by_status.items()) or "none"))
+    lines.append(
+        "By status: "
+        + (", ".join(f"{name}={count}" for name, count in by_status.items()) or "none")
+    )
     overall = stats["duration_seconds"]
     lines.append(
         f"Durations (completed): p50 {seconds(overall['p50'])}, "
         f"p95 {seconds(overall['p95'])}, max {seconds(overall['max'])}"
     )
     retries = stats["retries"]
-    lines.append(f"Retried jobs: {retries['retried_jobs']} "
-                 f"({retries['extra_attempts']} extra attempts)")
+    lines.append(
+        f"Retried jobs: {retries['retried_jobs']} ({retries['extra_attempts']} extra attempts)"
+    )
     lines += ["", "By type:"]
     for job_type, entry in stats["by_type"].items():
         counts = ", ".join(f"{name}={count}" for name, count in entry["by_status"].items())
@@ -212,13 +215,15 @@ def smtp_sender(settings: Settings) -> Send:
             to=to,
             mail=RenderedMail(subject=subject, text=text),
             # Derived from the content: a resent report threads as the same message.
-            msg_id=message_id(settings, "daily-stats",
-                              hashlib.sha256((subject + text).encode()).hexdigest()[:20]),
+            msg_id=message_id(
+                settings, "daily-stats", hashlib.sha256((subject + text).encode()).hexdigest()[:20]
+            ),
         )
         client = smtp.connect(settings)
         try:
-            smtp.deliver(client, as_bytes(msg), sender=smtp.envelope_sender(settings),
-                         recipients=list(to))
+            smtp.deliver(
+                client, as_bytes(msg), sender=smtp.envelope_sender(settings), recipients=list(to)
+            )
         finally:
             smtp.quit_quietly(client)
 
@@ -245,8 +250,12 @@ def run_daily_report(
         stats = compute_daily_stats(session=session, day=day)
         row = store_daily_stats(session=session, day=day, stats=stats)
         already_mailed = row.mailed_at is not None
-    result: dict[str, Any] = {"day": day.isoformat(), "stats": stats, "mailed_to": [],
-                              "mail_error": None}
+    result: dict[str, Any] = {
+        "day": day.isoformat(),
+        "stats": stats,
+        "mailed_to": [],
+        "mail_error": None,
+    }
     recipients = list(settings.ADMIN_EMAILS)
     if send is None and settings.SMTP_HOST:
         send = smtp_sender(settings)

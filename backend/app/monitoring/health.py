@@ -73,15 +73,17 @@ def bounded(fn: Callable[[], T], timeout: float) -> T:
         raise CheckTimeout(f"no answer within {timeout:g} s") from None
 
 
-def _run(name: str, probe: Callable[[], tuple[bool, str, dict[str, Any]]],
-         timeout: float) -> CheckResult:
+def _run(
+    name: str, probe: Callable[[], tuple[bool, str, dict[str, Any]]], timeout: float
+) -> CheckResult:
     started = time.monotonic()
     try:
         ok, detail, data = bounded(probe, timeout)
     except Exception as exc:
         ok, detail, data = False, _describe(exc), {}
-    return CheckResult(name=name, ok=ok, detail=detail, seconds=time.monotonic() - started,
-                       data=data)
+    return CheckResult(
+        name=name, ok=ok, detail=detail, seconds=time.monotonic() - started, data=data
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -92,8 +94,9 @@ def _describe(exc: BaseException) -> str:
 # -- single checks ---------------------------------------------------------------------------
 
 
-def check_database(*, engine: Engine, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                   name: str = "database") -> CheckResult:
+def check_database(
+    *, engine: Engine, timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str = "database"
+) -> CheckResult:
     def probe() -> tuple[bool, str, dict[str, Any]]:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -109,8 +112,9 @@ def _redis_ping(url: str, timeout: float) -> tuple[bool, str, dict[str, Any]]:
     return ok, "ok" if ok else "no PONG", {}
 
 
-def check_broker(*, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 name: str = "broker") -> CheckResult:
+def check_broker(
+    *, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str = "broker"
+) -> CheckResult:
     """Ping the broker: Redis directly, anything else through a kombu connection."""
     if not url:
         return CheckResult(name=name, ok=True, detail="not configured")
@@ -127,8 +131,9 @@ def check_broker(*, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
     return _run(name, probe, timeout)
 
 
-def check_result_backend(*, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                         name: str = "result_backend") -> CheckResult:
+def check_result_backend(
+    *, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str = "result_backend"
+) -> CheckResult:
     """Ping Celery's result store (Redis or a `db+` SQL URL)."""
     if not url:
         return CheckResult(name=name, ok=True, detail="not configured")
@@ -151,8 +156,9 @@ def check_result_backend(*, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
     return _run(name, probe, timeout)
 
 
-def check_workers(*, celery_app: Any, queues: Iterable[str],
-                  timeout: float = DEFAULT_TIMEOUT_SECONDS) -> list[CheckResult]:
+def check_workers(
+    *, celery_app: Any, queues: Iterable[str], timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> list[CheckResult]:
     """One result per queue: the workers that answered a broadcast and consume it.
 
     A broadcast waits its whole timeout for replies (it cannot know how many workers exist),
@@ -181,14 +187,25 @@ def check_workers(*, celery_app: Any, queues: Iterable[str],
             detail = f"{len(workers)} worker(s)"
         else:
             detail = error or f"no worker answered for queue {queue!r}"
-        results.append(CheckResult(name=f"workers:{queue}", ok=bool(workers), detail=detail,
-                                   seconds=seconds, data={"workers": sorted(workers)}))
+        results.append(
+            CheckResult(
+                name=f"workers:{queue}",
+                ok=bool(workers),
+                detail=detail,
+                seconds=seconds,
+                data={"workers": sorted(workers)},
+            )
+        )
     return results
 
 
-def check_disk(*, path: Path, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
-               min_free_percent: float = DEFAULT_MIN_FREE_PERCENT,
-               name: str = "disk") -> CheckResult:
+def check_disk(
+    *,
+    path: Path,
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+    min_free_percent: float = DEFAULT_MIN_FREE_PERCENT,
+    name: str = "disk",
+) -> CheckResult:
     """Free space under `path`: below either threshold, artifacts will soon fail to write."""
     started = time.monotonic()
     try:
@@ -199,15 +216,24 @@ def check_disk(*, path: Path, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
     except OSError as exc:
         return CheckResult(name=name, ok=False, detail=_describe(exc))
     free_percent = 100.0 * usage.free / usage.total if usage.total else 0.0
-    data = {"path": str(path), "total_bytes": usage.total, "free_bytes": usage.free,
-            "free_percent": round(free_percent, 2)}
+    data = {
+        "path": str(path),
+        "total_bytes": usage.total,
+        "free_bytes": usage.free,
+        "free_percent": round(free_percent, 2),
+    }
     ok = usage.free >= min_free_bytes and free_percent >= min_free_percent
-    detail = "ok" if ok else (
-        f"only {usage.free / 1024**3:.2f} GiB ({free_percent:.1f}%) free under {path}; "
-        f"need {min_free_bytes / 1024**3:.2f} GiB and {min_free_percent:g}%"
+    detail = (
+        "ok"
+        if ok
+        else (
+            f"only {usage.free / 1024**3:.2f} GiB ({free_percent:.1f}%) free under {path}; "
+            f"need {min_free_bytes / 1024**3:.2f} GiB and {min_free_percent:g}%"
+        )
     )
-    return CheckResult(name=name, ok=ok, detail=detail, seconds=time.monotonic() - started,
-                       data=data)
+    return CheckResult(
+        name=name, ok=ok, detail=detail, seconds=time.monotonic() - started, data=data
+    )
 
 
 def check_backend(*, backend: Any, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> CheckResult:
@@ -252,19 +278,27 @@ def run_health_checks(
         checks.append(check_broker(url=settings.RQ_REDIS_URL, timeout=timeout, name="rq_redis"))
     if celery_app is not None and settings.CELERY_BROKER_URL and checks[1].ok:
         checks += check_workers(celery_app=celery_app, queues=queues or QUEUES, timeout=timeout)
-    checks.append(check_disk(
-        path=settings.storage_root,
-        min_free_bytes=int(_setting(settings, "DISK_MIN_FREE_BYTES", min_free_bytes,
-                                    DEFAULT_MIN_FREE_BYTES)),
-        min_free_percent=float(_setting(settings, "DISK_MIN_FREE_PERCENT", min_free_percent,
-                                        DEFAULT_MIN_FREE_PERCENT)),
-    ))
+    checks.append(
+        check_disk(
+            path=settings.storage_root,
+            min_free_bytes=int(
+                _setting(settings, "DISK_MIN_FREE_BYTES", min_free_bytes, DEFAULT_MIN_FREE_BYTES)
+            ),
+            min_free_percent=float(
+                _setting(
+                    settings, "DISK_MIN_FREE_PERCENT", min_free_percent, DEFAULT_MIN_FREE_PERCENT
+                )
+            ),
+        )
+    )
     report = HealthReport(ok=all(check.ok for check in checks), checks=checks)
     for check in checks:
         metrics.set_health(check.name, check.ok)
     if not report.ok:
-        log.warning("health check failing: %s", "; ".join(
-            f"{check.name}: {check.detail}" for check in checks if not check.ok))
+        log.warning(
+            "health check failing: %s",
+            "; ".join(f"{check.name}: {check.detail}" for check in checks if not check.ok),
+        )
     return report
 
 

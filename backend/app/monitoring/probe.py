@@ -52,8 +52,11 @@ def probe_beat(max_age: float) -> tuple[bool, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app.monitoring.probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m app.monitoring.probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     http = commands.add_parser("http", help="GET a URL, healthy on 2xx")
     http.add_argument("url")

@@ -15,9 +15,7 @@ import psutil
 from app.core import metrics
 
 
-def collect_system_metrics(
-    *, paths: Iterable[Path], cpu_interval: float = 0.5
-) -> dict[str, Any]:
+def collect_system_metrics(*, paths: Iterable[Path], cpu_interval: float = 0.5) -> dict[str, Any]:
     """Sample the host, set the `system_*` gauges, and return the numbers (for the task)."""
     cpu = psutil.cpu_percent(interval=cpu_interval)
     memory = psutil.virtual_memory()

@@ -120,8 +120,9 @@ class _Connection:
     MAX_RECONNECTS drops in a row, without a message getting through, end the pass.
     """
 
-    def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None,
-                 outcomes: list[Outcome]) -> None:
+    def __init__(
+        self, settings: Settings, ssl_context: ssl.SSLContext | None, outcomes: list[Outcome]
+    ) -> None:
         self.settings = settings
         self.ssl_context = ssl_context
         self.outcomes = outcomes
@@ -129,8 +130,9 @@ class _Connection:
         self.drops_in_a_row = 0
         self.last_drop = ""
 
-    def send(self, data: bytes, *, sender: str, address: str,
-             before_data: Callable[[], None]) -> None:
+    def send(
+        self, data: bytes, *, sender: str, address: str, before_data: Callable[[], None]
+    ) -> None:
         """Deliver to one address or raise SendFailure, or a connect JobError.
 
         Raises `_Stop` before trying, when the connection keeps dropping: the address was
@@ -142,8 +144,9 @@ class _Connection:
             if self.client is None:
                 self.client = _connect(self.settings, self.ssl_context, self.outcomes)
             try:
-                smtp.deliver(self.client, data, sender=sender, recipients=[address],
-                             before_data=before_data)
+                smtp.deliver(
+                    self.client, data, sender=sender, recipients=[address], before_data=before_data
+                )
             except smtp.SendFailure as failure:
                 if not failure.connection_lost:
                     raise
@@ -198,21 +201,27 @@ def send_bulk(
                     _report(progress, plan.outcomes, already + position, total)
                 outcome = plan.outcomes[index]
                 try:
-                    mail = template.render({**(base_context or {}),
-                                            **recipients[index].context, "email": address})
+                    mail = template.render(
+                        {**(base_context or {}), **recipients[index].context, "email": address}
+                    )
                 except TemplateProblem as exc:
                     _settle(ledger, outcome, address, FAILED, error=str(exc))
                     continue
-                data = as_bytes(build_message(
-                    settings=settings, to=[address], mail=mail,
-                    msg_id=message_id(settings, job_id, str(index)),
-                    headers={"X-Job-Id": job_id},
-                ))
+                data = as_bytes(
+                    build_message(
+                        settings=settings,
+                        to=[address],
+                        mail=mail,
+                        msg_id=message_id(settings, job_id, str(index)),
+                        headers={"X-Job-Id": job_id},
+                    )
+                )
                 bucket.acquire(on_wait)
                 key = address.lower()
                 try:
-                    connection.send(data, sender=sender, address=address,
-                                    before_data=partial(ledger.begin, key))
+                    connection.send(
+                        data, sender=sender, address=address, before_data=partial(ledger.begin, key)
+                    )
                 except _Stop as stop:
                     last_transient = str(stop)
                     stopped_at = position
@@ -223,10 +232,14 @@ def send_bulk(
                             f"{failure.message}: set MAIL_FROM (now {settings.MAIL_FROM!r}) "
                             "to an address the server accepts"
                         ) from None
-                    status = UNKNOWN if failure.ambiguous else (
-                        DEFERRED if failure.transient else FAILED)
-                    _settle(ledger, outcome, address, status, code=failure.code,
-                            error=failure.message)
+                    status = (
+                        UNKNOWN
+                        if failure.ambiguous
+                        else (DEFERRED if failure.transient else FAILED)
+                    )
+                    _settle(
+                        ledger, outcome, address, status, code=failure.code, error=failure.message
+                    )
                     if not failure.transient:
                         streak = 0
                         continue
@@ -279,8 +292,11 @@ def _plan(recipients: Sequence[Recipient], done: dict[str, Entry]) -> _Plan:
         seen.add(key)
         entry = done.get(key)
         if entry is not None and entry.terminal:
-            outcomes.append(Outcome(address, entry.status, attempt=entry.attempt, code=entry.code,
-                                    error=entry.error))
+            outcomes.append(
+                Outcome(
+                    address, entry.status, attempt=entry.attempt, code=entry.code, error=entry.error
+                )
+            )
             continue
         outcomes.append(Outcome(address, "pending"))
         todo.append((index, address))
@@ -297,15 +313,28 @@ def _connect(
         sent = sum(1 for outcome in outcomes if outcome.status == SENT)
         if not sent:
             raise
-        raise type(exc)(f"{exc} ({sent} of {len(outcomes)} recipients were sent before this; "
-                        "they will not be sent again)") from None
+        raise type(exc)(
+            f"{exc} ({sent} of {len(outcomes)} recipients were sent before this; "
+            "they will not be sent again)"
+        ) from None
 
 
-def _settle(ledger: Ledger, outcome: Outcome, address: str, status: str, *,
-            code: int | None = None, error: str | None = None) -> None:
+def _settle(
+    ledger: Ledger,
+    outcome: Outcome,
+    address: str,
+    status: str,
+    *,
+    code: int | None = None,
+    error: str | None = None,
+) -> None:
     entry = ledger.record(address.lower(), status, code=code, error=error)
     outcome.status, outcome.attempt, outcome.code, outcome.error = (
-        status, entry.attempt, code, error)
+        status,
+        entry.attempt,
+        code,
+        error,
+    )
 
 
 def _counts(outcomes: list[Outcome]) -> dict[str, int]:
@@ -318,8 +347,9 @@ def _counts(outcomes: list[Outcome]) -> dict[str, int]:
 def _report(progress: ProgressFn, outcomes: list[Outcome], done: int, total: int) -> None:
     counts = _counts(outcomes)
     failed = counts[FAILED] + counts[INVALID]
-    progress(done, total, f"{counts[SENT]} sent, {failed} failed, {counts[DEFERRED]} deferred "
-                          f"of {total}")
+    progress(
+        done, total, f"{counts[SENT]} sent, {failed} failed, {counts[DEFERRED]} deferred of {total}"
+    )
 
 
 def _result(outcomes: list[Outcome], *, total: int, attempt: int) -> dict[str, Any]:

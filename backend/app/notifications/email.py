@@ -138,14 +138,23 @@ def send_once(
     with Ledger.open(settings, job_id, attempt=attempt) as ledger:
         previous = ledger.entries.get(key)
         if previous is not None and previous.status == SENT:
-            return {"status": SENT, "already_sent_in_attempt": previous.attempt,
-                    "accepted": recipients, "refused": {}}
+            return {
+                "status": SENT,
+                "already_sent_in_attempt": previous.attempt,
+                "accepted": recipients,
+                "refused": {},
+            }
         if previous is not None and previous.status in (UNKNOWN, FAILED):
             raise PermanentJobError(previous.error or "the message could not be sent")
         client = smtp.connect(settings, ssl_context=ssl_context)
         try:
-            refused = smtp.deliver(client, as_bytes(msg), sender=sender, recipients=recipients,
-                                   before_data=lambda: ledger.begin(key))
+            refused = smtp.deliver(
+                client,
+                as_bytes(msg),
+                sender=sender,
+                recipients=recipients,
+                before_data=lambda: ledger.begin(key),
+            )
         except smtp.SendFailure as failure:
             if failure.ambiguous:
                 ledger.record(key, UNKNOWN, error=failure.message)
@@ -164,6 +173,8 @@ def send_once(
 
 def _with_hint(failure: smtp.SendFailure, settings: Settings) -> str:
     if failure.phase == "sender":
-        return f"{failure.message}: set MAIL_FROM (now {settings.MAIL_FROM!r}) to an address " \
-               "the server accepts"
+        return (
+            f"{failure.message}: set MAIL_FROM (now {settings.MAIL_FROM!r}) to an address "
+            "the server accepts"
+        )
     return failure.message

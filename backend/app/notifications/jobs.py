@@ -44,24 +44,40 @@ def run_email(ctx: JobContext) -> JobOutput:
     except TemplateProblem as exc:
         raise PermanentJobError(str(exc)) from None
     attachments = [
-        Attachment(Path(str(item["path"])), str(item["filename"]),
-                   str(item.get("mime_type") or "application/octet-stream"))
+        Attachment(
+            Path(str(item["path"])),
+            str(item["filename"]),
+            str(item.get("mime_type") or "application/octet-stream"),
+        )
         for item in params.get("attachments") or []
     ]
     ctx.progress(10, "building the message")
-    msg = build_message(settings=ctx.settings, to=to, mail=mail,
-                        msg_id=message_id(ctx.settings, ctx.job_id), attachments=attachments,
-                        headers={"X-Job-Id": ctx.job_id})
+    msg = build_message(
+        settings=ctx.settings,
+        to=to,
+        mail=mail,
+        msg_id=message_id(ctx.settings, ctx.job_id),
+        attachments=attachments,
+        headers={"X-Job-Id": ctx.job_id},
+    )
     ctx.progress(30, "sending")
-    outcome = send_once(settings=ctx.settings, job_id=ctx.job_id, attempt=ctx.attempt,
-                        key="message", msg=msg, recipients=to)
+    outcome = send_once(
+        settings=ctx.settings,
+        job_id=ctx.job_id,
+        attempt=ctx.attempt,
+        key="message",
+        msg=msg,
+        recipients=to,
+    )
     ctx.progress(100, "sent")
-    return JobOutput(result={
-        **outcome,
-        "subject": mail.subject,
-        "message_id": msg["Message-ID"],
-        "attachments": [item.filename for item in attachments],
-    })
+    return JobOutput(
+        result={
+            **outcome,
+            "subject": mail.subject,
+            "message_id": msg["Message-ID"],
+            "attachments": [item.filename for item in attachments],
+        }
+    )
 
 
 def run_bulk_email(ctx: JobContext) -> JobOutput:
@@ -73,7 +89,8 @@ def run_bulk_email(ctx: JobContext) -> JobOutput:
         raise PermanentJobError("the bulk e-mail has no recipients")
     recipients = [
         Recipient(email=str(item.get("email", "")), context=dict(item.get("context") or {}))
-        if isinstance(item, dict) else Recipient(email=str(item))
+        if isinstance(item, dict)
+        else Recipient(email=str(item))
         for item in raw
     ]
 
@@ -81,10 +98,15 @@ def run_bulk_email(ctx: JobContext) -> JobOutput:
         ctx.progress(100 * done / max(total, 1), message)
 
     result = send_bulk(
-        settings=ctx.settings, job_id=ctx.job_id, attempt=ctx.attempt,
-        final_attempt=ctx.attempt >= ctx.settings.max_attempts, template=template,
-        recipients=recipients, base_context=dict(params.get("context") or {}),
-        progress=progress, on_wait=ctx.check_cancelled,
+        settings=ctx.settings,
+        job_id=ctx.job_id,
+        attempt=ctx.attempt,
+        final_attempt=ctx.attempt >= ctx.settings.max_attempts,
+        template=template,
+        recipients=recipients,
+        base_context=dict(params.get("context") or {}),
+        progress=progress,
+        on_wait=ctx.check_cancelled,
     )
     return JobOutput(result=result)
 
@@ -108,25 +130,38 @@ def notify_report_ready(
     Raises PermanentJobError/TransientJobError like any send; the caller decides whether a
     failed notice should affect the report (it should not: log it and move on).
     """
-    template = _template(report_ready_email_params(
-        to=to, job_id=job_id, download_url=download_url, title=title))
+    template = _template(
+        report_ready_email_params(to=to, job_id=job_id, download_url=download_url, title=title)
+    )
     try:
         address = normalise_address(to)
     except ValueError as exc:
         raise PermanentJobError(f"cannot notify the report's owner: {exc}") from None
     mail = template.render({"title": title, "download_url": download_url, "job_id": job_id})
-    msg = build_message(settings=settings, to=[address], mail=mail,
-                        msg_id=message_id(settings, job_id, "report-ready"),
-                        headers={"X-Job-Id": job_id})
-    return send_once(settings=settings, job_id=job_id, attempt=1, key="report_ready", msg=msg,
-                     recipients=[address])
+    msg = build_message(
+        settings=settings,
+        to=[address],
+        mail=mail,
+        msg_id=message_id(settings, job_id, "report-ready"),
+        headers={"X-Job-Id": job_id},
+    )
+    return send_once(
+        settings=settings,
+        job_id=job_id,
+        attempt=1,
+        key="report_ready",
+        msg=msg,
+        recipients=[address],
+    )
 
 
 def _template(params: dict[str, Any]) -> MailTemplate:
     try:
         return compile_template(
-            subject=params.get("subject"), template=params.get("template"),
-            body=params.get("body"), html_body=params.get("html_body"),
+            subject=params.get("subject"),
+            template=params.get("template"),
+            body=params.get("body"),
+            html_body=params.get("html_body"),
         )
     except TemplateProblem as exc:
         raise PermanentJobError(str(exc)) from None

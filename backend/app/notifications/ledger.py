@@ -145,8 +145,9 @@ class Ledger:
         """Written just before DATA: from here on, a crash leaves the outcome unknown."""
         self._append(key, SENDING)
 
-    def record(self, key: str, status: str, *, code: int | None = None,
-               error: str | None = None) -> Entry:
+    def record(
+        self, key: str, status: str, *, code: int | None = None, error: str | None = None
+    ) -> Entry:
         return self._append(key, status, code=code, error=error)
 
     def sync(self) -> None:
@@ -160,11 +161,16 @@ class Ledger:
                 os.close(self._fd)  # closing releases the flock
                 self._fd = -1
 
-    def _append(self, key: str, status: str, *, code: int | None = None,
-                error: str | None = None) -> Entry:
+    def _append(
+        self, key: str, status: str, *, code: int | None = None, error: str | None = None
+    ) -> Entry:
         entry = Entry(status=status, attempt=self.attempt, code=code, error=error)
-        line: dict[str, Any] = {"k": key, "s": status, "a": self.attempt,
-                                "t": round(time.time(), 3)}
+        line: dict[str, Any] = {
+            "k": key,
+            "s": status,
+            "a": self.attempt,
+            "t": round(time.time(), 3),
+        }
         if code is not None:
             line["c"] = code
         if error is not None:
@@ -185,10 +191,10 @@ def _replay(path: Path) -> dict[str, Entry]:
                 key, status, attempt = str(line["k"]), str(line["s"]), int(line["a"])
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash
-            entries[key] = Entry(status=status, attempt=attempt, code=line.get("c"),
-                                 error=line.get("e"))
+            entries[key] = Entry(
+                status=status, attempt=attempt, code=line.get("c"), error=line.get("e")
+            )
     for key, entry in entries.items():
         if entry.status == SENDING:
-            entries[key] = Entry(status=UNKNOWN, attempt=entry.attempt,
-                                 error=CRASHED_WHILE_SENDING)
+            entries[key] = Entry(status=UNKNOWN, attempt=entry.attempt, error=CRASHED_WHILE_SENDING)
     return entries

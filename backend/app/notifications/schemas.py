@@ -16,12 +16,17 @@ MAX_EMAIL_RECIPIENTS = 50
 
 class _MailBody(StrictModel):
     subject: str | None = Field(default=None, max_length=500)
-    template: str | None = Field(default=None, max_length=64,
-                                 description="A built-in template, e.g. 'report_ready'.")
-    body: str | None = Field(default=None, max_length=200_000,
-                             description="Text part; a Jinja2 template rendered with context.")
-    html_body: str | None = Field(default=None, max_length=500_000,
-                                  description="Optional HTML part (autoescaped Jinja2).")
+    template: str | None = Field(
+        default=None, max_length=64, description="A built-in template, e.g. 'report_ready'."
+    )
+    body: str | None = Field(
+        default=None,
+        max_length=200_000,
+        description="Text part; a Jinja2 template rendered with context.",
+    )
+    html_body: str | None = Field(
+        default=None, max_length=500_000, description="Optional HTML part (autoescaped Jinja2)."
+    )
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -31,8 +36,12 @@ class _MailBody(StrictModel):
         if self.html_body is not None and self.body is None:
             raise ValueError("'html_body' goes with 'body' (a template has its own HTML)")
         try:
-            compile_template(subject=self.subject, template=self.template, body=self.body,
-                             html_body=self.html_body)
+            compile_template(
+                subject=self.subject,
+                template=self.template,
+                body=self.body,
+                html_body=self.html_body,
+            )
         except TemplateProblem as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -41,7 +50,8 @@ class _MailBody(StrictModel):
 class EmailRequest(_MailBody):
     to: str | list[str] = Field(description=f"One address or up to {MAX_EMAIL_RECIPIENTS}.")
     attach_job_id: str | None = Field(
-        default=None, max_length=36,
+        default=None,
+        max_length=36,
         description="A completed job of yours whose file is attached.",
     )
 

@@ -136,8 +136,10 @@ def connect(settings: Settings, *, ssl_context: ssl.SSLContext | None = None) ->
         raise PermanentJobError(f"SMTP server {where} refused the session: {text}") from None
     except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
         _close(client)
-        hint = "" if settings.SMTP_SECURITY == "tls" else (
-            "; if the port expects TLS from the start (usually 465), set SMTP_SECURITY=tls"
+        hint = (
+            ""
+            if settings.SMTP_SECURITY == "tls"
+            else ("; if the port expects TLS from the start (usually 465), set SMTP_SECURITY=tls")
         )
         raise TransientJobError(
             f"cannot reach SMTP server {where}: no answer within {timeout:g} s "
@@ -188,8 +190,10 @@ def deliver(
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         # Nothing was handed over yet: safe to retry on a new connection.
         raise SendFailure(
-            f"connection lost before the message was sent: {exc}", phase="connection",
-            transient=True, connection_lost=True,
+            f"connection lost before the message was sent: {exc}",
+            phase="connection",
+            transient=True,
+            connection_lost=True,
         ) from None
     if before_data is not None:
         before_data()
@@ -202,7 +206,9 @@ def deliver(
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         raise SendFailure(
             f"connection lost while the message was being handed over ({exc}); the server "
-            "may have accepted it, so it is not sent again", phase="data", ambiguous=True,
+            "may have accepted it, so it is not sent again",
+            phase="data",
+            ambiguous=True,
             connection_lost=True,
         ) from None
     if code != 250:
@@ -229,8 +235,11 @@ def _reply_failure(code: int, reply: bytes | str, phase: str) -> SendFailure:
     # 421 means the server is closing the channel: transient, and the connection is gone.
     # -1 is smtplib's code for a reply it could not parse: treat the channel as broken.
     return SendFailure(
-        f"the SMTP server refused {_WHAT[phase]}: {text}", phase=phase, code=code,
-        transient=400 <= code < 500 or code == -1, connection_lost=code in (421, -1),
+        f"the SMTP server refused {_WHAT[phase]}: {text}",
+        phase=phase,
+        code=code,
+        transient=400 <= code < 500 or code == -1,
+        connection_lost=code in (421, -1),
     )
 
 

@@ -58,7 +58,9 @@ class MailTemplate:
 def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
     loader = FileSystemLoader(TEMPLATE_DIR)
     common: dict[str, Any] = {
-        "loader": loader, "undefined": StrictUndefined, "keep_trailing_newline": True,
+        "loader": loader,
+        "undefined": StrictUndefined,
+        "keep_trailing_newline": True,
     }
     return (
         SandboxedEnvironment(autoescape=False, **common),
@@ -67,8 +69,11 @@ def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
 
 
 def available_templates() -> list[str]:
-    return sorted(path.name.removesuffix(".txt") for path in TEMPLATE_DIR.glob("*.txt")
-                  if not path.name.endswith(".subject.txt"))
+    return sorted(
+        path.name.removesuffix(".txt")
+        for path in TEMPLATE_DIR.glob("*.txt")
+        if not path.name.endswith(".subject.txt")
+    )
 
 
 def load_template(name: str) -> MailTemplate:
@@ -115,8 +120,9 @@ def compile_template(
                 html=html_env.from_string(html_body) if html_body else None,
             )
         if subject is not None:
-            base = MailTemplate(subject=text_env.from_string(subject), text=base.text,
-                                html=base.html)
+            base = MailTemplate(
+                subject=text_env.from_string(subject), text=base.text, html=base.html
+            )
     except TemplateProblem:
         raise
     except TemplateError as exc:

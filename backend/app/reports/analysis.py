@@ -157,9 +157,12 @@ def totals(ds: Dataset, p: ReportParams, *, tick: Tick | None = None) -> Summary
     row = ds.query(f"SELECT {', '.join(aggs)} FROM data", tick=tick)[0]
     m = len(p.measures)
     summary = Summary(
-        rows=int(row[0]), measures=list(p.measures), period=p.period,
-        totals={name: MeasureTotals(*row[1 + 4 * j: 5 + 4 * j])
-                for j, name in enumerate(p.measures)},
+        rows=int(row[0]),
+        measures=list(p.measures),
+        period=p.period,
+        totals={
+            name: MeasureTotals(*row[1 + 4 * j : 5 + 4 * j]) for j, name in enumerate(p.measures)
+        },
     )
     if p.date_column:
         summary.date_min, summary.date_max = row[1 + 4 * m], row[2 + 4 * m]
@@ -177,9 +180,9 @@ def group_table(
         aggs += [f"sum({col}) AS __s{j}", f"avg({col}) AS __a{j}"]
     sort = "__s0 DESC NULLS LAST, __n DESC" if measures else "__n DESC"
     sql = f"""
-        SELECT {key}, {', '.join(a.rsplit(' AS ', 1)[1] for a in aggs)},
+        SELECT {key}, {", ".join(a.rsplit(" AS ", 1)[1] for a in aggs)},
                count(*) OVER () AS __groups
-        FROM (SELECT {key}, {', '.join(aggs)} FROM data GROUP BY {key})
+        FROM (SELECT {key}, {", ".join(aggs)} FROM data GROUP BY {key})
         ORDER BY {sort}, {key} NULLS LAST
         LIMIT {int(limit)}
     """
@@ -187,8 +190,10 @@ def group_table(
     m = len(measures)
     out = [
         GroupRow(
-            key=row[0], count=int(row[1]),
-            sums=[row[2 + 2 * j] for j in range(m)], avgs=[row[3 + 2 * j] for j in range(m)],
+            key=row[0],
+            count=int(row[1]),
+            sums=[row[2 + 2 * j] for j in range(m)],
+            avgs=[row[3 + 2 * j] for j in range(m)],
         )
         for row in rows
     ]
@@ -196,7 +201,12 @@ def group_table(
 
 
 def trend(
-    ds: Dataset, date_column: str, period: str, measures: list[str], *, where: str = "",
+    ds: Dataset,
+    date_column: str,
+    period: str,
+    measures: list[str],
+    *,
+    where: str = "",
     tick: Tick | None = None,
 ) -> list[TrendRow]:
     """Row count and measure sums per period. Two stages (per distinct date, then per period)
@@ -205,9 +215,9 @@ def trend(
     outer = ", ".join(f"sum(__s{j})" for j in range(len(measures)))
     col = quote_ident(date_column)
     sql = f"""
-        SELECT {period_expr('__d', period)} AS __p, sum(__n){', ' + outer if outer else ''}
-        FROM (SELECT {col} AS __d, count(*) AS __n{', ' + sums if sums else ''}
-              FROM data WHERE {col} IS NOT NULL{' AND ' + where if where else ''}
+        SELECT {period_expr("__d", period)} AS __p, sum(__n){", " + outer if outer else ""}
+        FROM (SELECT {col} AS __d, count(*) AS __n{", " + sums if sums else ""}
+              FROM data WHERE {col} IS NOT NULL{" AND " + where if where else ""}
               GROUP BY 1)
         GROUP BY 1 ORDER BY 1 LIMIT {MAX_PERIODS}
     """
@@ -230,15 +240,15 @@ def summarize(
 
     def step(i: int, message: str) -> None:
         if progress:
-            progress.stage(start + (end - start) * i / steps,
-                           start + (end - start) * (i + 1) / steps, message)
+            progress.stage(
+                start + (end - start) * i / steps, start + (end - start) * (i + 1) / steps, message
+            )
 
     step(0, "Totals")
     summary = totals(ds, p, tick=tick)
     for i, column in enumerate(p.group_by):
         step(1 + i, f"Grouping by {column}")
-        summary.groups[column] = group_table(ds, column, p.measures, limit=group_limit,
-                                             tick=tick)
+        summary.groups[column] = group_table(ds, column, p.measures, limit=group_limit, tick=tick)
     if p.date_column:
         step(steps - 1, f"Trend by {p.period}")
         summary.trend = trend(ds, p.date_column, p.period, p.measures, tick=tick)
@@ -254,8 +264,9 @@ class Breakdown:
     by_second: list[GroupRow]
 
 
-def breakdown(ds: Dataset, p: ReportParams, *, top: int, tick: Tick | None = None
-              ) -> list[Breakdown]:
+def breakdown(
+    ds: Dataset, p: ReportParams, *, top: int, tick: Tick | None = None
+) -> list[Breakdown]:
     """Per-group detail for the `top` largest groups of the first group_by column: each one's
     trend and its split by the second group_by column. Largest group first."""
     if not p.group_by or (len(p.group_by) < 2 and not p.date_column):
@@ -264,8 +275,10 @@ def breakdown(ds: Dataset, p: ReportParams, *, top: int, tick: Tick | None = Non
     g0 = quote_ident(p.group_by[0])
     measure_cols = _measure_exprs(p.measures)
     sort = f"sum({measure_cols[0]}) DESC NULLS LAST, count(*) DESC" if m else "count(*) DESC"
-    top_sql = (f"SELECT {g0} FROM data WHERE {g0} IS NOT NULL GROUP BY {g0} "
-               f"ORDER BY {sort}, {g0} LIMIT {int(top)}")
+    top_sql = (
+        f"SELECT {g0} FROM data WHERE {g0} IS NOT NULL GROUP BY {g0} "
+        f"ORDER BY {sort}, {g0} LIMIT {int(top)}"
+    )
     keys = [row[0] for row in ds.query(top_sql, tick=tick)]
     items = {key: Breakdown(key, [], []) for key in keys}
     if not keys:
@@ -274,25 +287,33 @@ def breakdown(ds: Dataset, p: ReportParams, *, top: int, tick: Tick | None = Non
     if len(p.group_by) > 1:
         g1 = quote_ident(p.group_by[1])
         aggs = ", ".join(["count(*)"] + [f"sum({c}), avg({c})" for c in measure_cols])
-        rows = ds.query(f"SELECT {g0}, {g1}, {aggs} FROM data WHERE {in_top} GROUP BY 1, 2",
-                        tick=tick)
+        rows = ds.query(
+            f"SELECT {g0}, {g1}, {aggs} FROM data WHERE {in_top} GROUP BY 1, 2", tick=tick
+        )
         for row in rows:
-            items[row[0]].by_second.append(GroupRow(
-                row[1], int(row[2]), [row[3 + 2 * j] for j in range(m)],
-                [row[4 + 2 * j] for j in range(m)]))
+            items[row[0]].by_second.append(
+                GroupRow(
+                    row[1],
+                    int(row[2]),
+                    [row[3 + 2 * j] for j in range(m)],
+                    [row[4 + 2 * j] for j in range(m)],
+                )
+            )
         for item in items.values():
-            item.by_second.sort(key=lambda r: (r.sums[0] or 0.0) if m else r.count,
-                                reverse=True)
+            item.by_second.sort(key=lambda r: (r.sums[0] or 0.0) if m else r.count, reverse=True)
     if p.date_column:
         d = quote_ident(p.date_column)
         sums = "".join(f", sum({c}) AS __s{j}" for j, c in enumerate(measure_cols))
         outer = "".join(f", sum(__s{j})" for j in range(m))
-        rows = ds.query(f"""
-            SELECT __g, {period_expr('__d', p.period)} AS __p, sum(__n){outer}
+        rows = ds.query(
+            f"""
+            SELECT __g, {period_expr("__d", p.period)} AS __p, sum(__n){outer}
             FROM (SELECT {g0} AS __g, {d} AS __d, count(*) AS __n{sums} FROM data
                   WHERE {d} IS NOT NULL AND {in_top} GROUP BY 1, 2)
             GROUP BY 1, 2 ORDER BY 1, 2
-        """, tick=tick)
+        """,
+            tick=tick,
+        )
         for row in rows:
             items[row[0]].trend.append(TrendRow(row[1], int(row[2]), list(row[3:])))
     return list(items.values())
@@ -324,7 +345,8 @@ def _value_histogram_stats(
     ranks = [k for pos in positions for k in (math.floor(pos), math.ceil(pos))]
     picks = ", ".join(f"min(x) FILTER (WHERE cum > {k})" for k in ranks)
     shift = repr(float(mean)) if mean is not None and math.isfinite(mean) else "0.0"
-    row = ds.query(f"""
+    row = ds.query(
+        f"""
         WITH h AS (
             SELECT x, count(*) AS c
             FROM (SELECT CAST({quote_ident(name)} AS DOUBLE) AS x FROM data)
@@ -333,7 +355,9 @@ def _value_histogram_stats(
             SELECT x, c, sum(c) OVER (ORDER BY x ROWS UNBOUNDED PRECEDING) AS cum FROM h
         )
         SELECT count(*), sum(c * (x - {shift}) * (x - {shift})), {picks} FROM s
-    """, tick=tick)[0]
+    """,
+        tick=tick,
+    )[0]
     quartiles: list[float | None] = []
     for i, pos in enumerate(positions):
         low, high = row[2 + 2 * i], row[3 + 2 * i]
@@ -344,9 +368,13 @@ def _value_histogram_stats(
     squares = row[1]
     return {
         "distinct": int(row[0]),
-        "std": jsonable(math.sqrt(squares / (count - 1)) if count > 1 and squares is not None
-                        and squares >= 0 else None),
-        "p25": jsonable(quartiles[0]), "median": jsonable(quartiles[1]),
+        "std": jsonable(
+            math.sqrt(squares / (count - 1))
+            if count > 1 and squares is not None and squares >= 0
+            else None
+        ),
+        "p25": jsonable(quartiles[0]),
+        "median": jsonable(quartiles[1]),
         "p75": jsonable(quartiles[2]),
     }
 
@@ -395,26 +423,29 @@ def column_statistics(ds: Dataset, *, tick: Tick | None = None) -> dict[str, dic
         stats = out[name]
         if kind in {"integer", "number"}:
             if stats["count"]:
-                stats.update(_value_histogram_stats(ds, name, int(stats["count"]),
-                                                    stats["mean"], tick=tick))
+                stats.update(
+                    _value_histogram_stats(ds, name, int(stats["count"]), stats["mean"], tick=tick)
+                )
             else:
                 stats.update(distinct=0, std=None, p25=None, median=None, p75=None)
             continue
-        stats["distinct"] = int(ds.query(f"SELECT count(DISTINCT {col}) FROM data",
-                                         tick=tick)[0][0])
+        stats["distinct"] = int(
+            ds.query(f"SELECT count(DISTINCT {col}) FROM data", tick=tick)[0][0]
+        )
         if kind == "string" and total:
             top = ds.query(
                 f"SELECT {col}, count(*) AS n FROM data WHERE {col} IS NOT NULL GROUP BY 1 "
-                f"ORDER BY n DESC, 1 LIMIT {TOP_VALUES}", tick=tick)
+                f"ORDER BY n DESC, 1 LIMIT {TOP_VALUES}",
+                tick=tick,
+            )
             stats["top_values"] = [{"value": v, "count": int(n)} for v, n in top]
     return out
 
 
-def correlations(ds: Dataset, measures: list[str], *, tick: Tick | None = None
-                 ) -> dict[str, Any]:
+def correlations(ds: Dataset, measures: list[str], *, tick: Tick | None = None) -> dict[str, Any]:
     """Pearson correlation matrix of the measures (pairwise complete rows)."""
     cols = measures[:MAX_CORRELATION_COLUMNS]
-    pairs = [(a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(cols) for b in cols[i + 1 :]]
     matrix = [[1.0 if a == b else None for b in cols] for a in cols]
     if pairs:
         exprs = ", ".join(
@@ -429,8 +460,12 @@ def correlations(ds: Dataset, measures: list[str], *, tick: Tick | None = None
 
 
 def outliers(
-    ds: Dataset, measures: list[str], stats: dict[str, dict[str, Any]], *,
-    context_columns: list[str], tick: Tick | None = None,
+    ds: Dataset,
+    measures: list[str],
+    stats: dict[str, dict[str, Any]],
+    *,
+    context_columns: list[str],
+    tick: Tick | None = None,
 ) -> dict[str, Any]:
     """Tukey-fence outliers per measure: fences, counts, share, and the most extreme rows.
 
@@ -450,8 +485,10 @@ def outliers(
         low, high = q1 - TUKEY_K * iqr, q3 + TUKEY_K * iqr
         fences[measure] = (q1, q3, low, high)
         col = f"CAST({quote_ident(measure)} AS DOUBLE)"
-        exprs += [f"count(*) FILTER (WHERE {col} < {low!r})",
-                  f"count(*) FILTER (WHERE {col} > {high!r})"]
+        exprs += [
+            f"count(*) FILTER (WHERE {col} < {low!r})",
+            f"count(*) FILTER (WHERE {col} > {high!r})",
+        ]
     row = ds.query(f"SELECT count(*), {', '.join(exprs)} FROM data", tick=tick)[0]
     total = int(row[0])
     for k, measure in enumerate(usable):
@@ -461,17 +498,32 @@ def outliers(
         select = ", ".join(quote_ident(c) for c in picked)
         col = f"CAST({quote_ident(measure)} AS DOUBLE)"
 
-        def examples(condition: str, order: str, count: int, picked: list[str] = picked,
-                     select: str = select, col: str = col) -> list[dict[str, Any]]:
+        def examples(
+            condition: str,
+            order: str,
+            count: int,
+            picked: list[str] = picked,
+            select: str = select,
+            col: str = col,
+        ) -> list[dict[str, Any]]:
             if not count:
                 return []
-            rows = ds.query(f"SELECT {select} FROM data WHERE {col} {condition} "
-                            f"ORDER BY {col} {order} LIMIT {OUTLIER_EXAMPLES}", tick=tick)
+            rows = ds.query(
+                f"SELECT {select} FROM data WHERE {col} {condition} "
+                f"ORDER BY {col} {order} LIMIT {OUTLIER_EXAMPLES}",
+                tick=tick,
+            )
             return [{c: jsonable(v) for c, v in zip(picked, r, strict=True)} for r in rows]
 
         result["measures"][measure] = {
-            "q1": q1, "q3": q3, "iqr": q3 - q1, "low_fence": low, "high_fence": high,
-            "below": below, "above": above, "count": below + above,
+            "q1": q1,
+            "q3": q3,
+            "iqr": q3 - q1,
+            "low_fence": low,
+            "high_fence": high,
+            "below": below,
+            "above": above,
+            "count": below + above,
             "share_pct": 100.0 * (below + above) / total if total else 0.0,
             "examples_high": examples(f"> {high!r}", "DESC", above),
             "examples_low": examples(f"< {low!r}", "ASC", below),
@@ -479,8 +531,9 @@ def outliers(
     return result
 
 
-def trend_json(summary: Summary, measures: list[str], date_column: str | None
-               ) -> dict[str, Any] | None:
+def trend_json(
+    summary: Summary, measures: list[str], date_column: str | None
+) -> dict[str, Any] | None:
     """The time trend with period-over-period and year-over-year growth rates."""
     if not date_column:
         return None
@@ -490,27 +543,34 @@ def trend_json(summary: Summary, measures: list[str], date_column: str | None
     for row in summary.trend:
         last_year = _previous_year(row.start, summary.period)
         ly = by_start.get(last_year) if last_year else None
-        points.append({
-            "period": period_label(row.start, summary.period),
-            "start": row.start.isoformat(),
-            "rows": row.count,
-            "sums": {m: jsonable(v) for m, v in zip(measures, row.sums, strict=True)},
-            "growth_pct": {
-                m: _growth(row.sums[j], previous.sums[j] if previous else None)
-                for j, m in enumerate(measures)
-            },
-            "rows_growth_pct": _growth(row.count, previous.count if previous else None),
-            "yoy_pct": {
-                m: _growth(row.sums[j], ly.sums[j] if ly else None) for j, m in enumerate(measures)
-            },
-        })
+        points.append(
+            {
+                "period": period_label(row.start, summary.period),
+                "start": row.start.isoformat(),
+                "rows": row.count,
+                "sums": {m: jsonable(v) for m, v in zip(measures, row.sums, strict=True)},
+                "growth_pct": {
+                    m: _growth(row.sums[j], previous.sums[j] if previous else None)
+                    for j, m in enumerate(measures)
+                },
+                "rows_growth_pct": _growth(row.count, previous.count if previous else None),
+                "yoy_pct": {
+                    m: _growth(row.sums[j], ly.sums[j] if ly else None)
+                    for j, m in enumerate(measures)
+                },
+            }
+        )
         previous = row
     overall = None
     if len(summary.trend) >= 2 and measures:
         first, last = summary.trend[0], summary.trend[-1]
         overall = {m: _growth(last.sums[j], first.sums[j]) for j, m in enumerate(measures)}
-    return {"column": date_column, "period": summary.period, "points": points,
-            "first_to_last_growth_pct": overall}
+    return {
+        "column": date_column,
+        "period": summary.period,
+        "points": points,
+        "first_to_last_growth_pct": overall,
+    }
 
 
 def groups_json(summary: Summary) -> dict[str, Any]:
@@ -524,12 +584,15 @@ def groups_json(summary: Summary) -> dict[str, Any]:
                 {
                     "value": jsonable(row.key),
                     "rows": row.count,
-                    "sums": {m: jsonable(v) for m, v in zip(summary.measures, row.sums,
-                                                            strict=True)},
-                    "means": {m: jsonable(v) for m, v in zip(summary.measures, row.avgs,
-                                                             strict=True)},
-                    "share_pct": jsonable(summary.share(row.sums[0] if summary.measures
-                                                        else float(row.count))),
+                    "sums": {
+                        m: jsonable(v) for m, v in zip(summary.measures, row.sums, strict=True)
+                    },
+                    "means": {
+                        m: jsonable(v) for m, v in zip(summary.measures, row.avgs, strict=True)
+                    },
+                    "share_pct": jsonable(
+                        summary.share(row.sums[0] if summary.measures else float(row.count))
+                    ),
                 }
                 for row in table.rows
             ],
@@ -540,10 +603,15 @@ def groups_json(summary: Summary) -> dict[str, Any]:
 def _summary_from_stats(stats: dict[str, dict[str, Any]], p: ReportParams) -> Summary:
     """The totals the column statistics already hold (saves a scan)."""
     rows = next((int(s["count"]) + int(s["nulls"]) for s in stats.values()), 0)
-    summary = Summary(rows=rows, measures=list(p.measures), period=p.period, totals={
-        m: MeasureTotals(stats[m]["sum"], stats[m]["mean"], stats[m]["min"], stats[m]["max"])
-        for m in p.measures
-    })
+    summary = Summary(
+        rows=rows,
+        measures=list(p.measures),
+        period=p.period,
+        totals={
+            m: MeasureTotals(stats[m]["sum"], stats[m]["mean"], stats[m]["min"], stats[m]["max"])
+            for m in p.measures
+        },
+    )
     if p.date_column:
         summary.date_min = stats[p.date_column]["min"]
         summary.date_max = stats[p.date_column]["max"]
@@ -559,8 +627,9 @@ def analyze(ds: Dataset, p: ReportParams, progress: Progress) -> dict[str, Any]:
     steps = len(p.group_by) + 1
     for i, column in enumerate(p.group_by):
         progress.stage(35 + 25 * i / steps, 35 + 25 * (i + 1) / steps, f"Grouping by {column}")
-        summary.groups[column] = group_table(ds, column, p.measures, limit=ANALYSIS_TOP_GROUPS,
-                                             tick=progress.tick)
+        summary.groups[column] = group_table(
+            ds, column, p.measures, limit=ANALYSIS_TOP_GROUPS, tick=progress.tick
+        )
     if p.date_column:
         progress.stage(35 + 25 * (steps - 1) / steps, 60, f"Trend by {p.period}")
         summary.trend = trend(ds, p.date_column, p.period, p.measures, tick=progress.tick)
@@ -577,8 +646,9 @@ def analyze(ds: Dataset, p: ReportParams, progress: Progress) -> dict[str, Any]:
         "measures": p.measures,
         "group_by": p.group_by,
         "date_column": p.date_column,
-        "totals": {m: {k: jsonable(v) for k, v in vars(t).items()}
-                   for m, t in summary.totals.items()},
+        "totals": {
+            m: {k: jsonable(v) for k, v in vars(t).items()} for m, t in summary.totals.items()
+        },
         "date_range": [jsonable(summary.date_min), jsonable(summary.date_max)],
         "columns": stats,
         "groups": groups_json(summary),
@@ -717,26 +787,43 @@ def render_html(result: dict[str, Any], path: Path, *, generated: str, filters: 
     if trend and trend["points"]:
         series_name = result["measures"][0] if result["measures"] else None
         labels = [pt["period"] for pt in trend["points"]]
-        values = [pt["sums"][series_name] if series_name else pt["rows"]
-                  for pt in trend["points"]]
-        trend_svg = charts.to_svg(charts.line_chart(
-            labels, {series_name or "rows": values},
-            title=f"{series_name or 'rows'} by {trend['period']}", width=720, height=240))
+        values = [pt["sums"][series_name] if series_name else pt["rows"] for pt in trend["points"]]
+        trend_svg = charts.to_svg(
+            charts.line_chart(
+                labels,
+                {series_name or "rows": values},
+                title=f"{series_name or 'rows'} by {trend['period']}",
+                width=720,
+                height=240,
+            )
+        )
     group_svgs = {}
     for column, g in result["groups"].items():
         top = g["top"][:15]
         labels = [str(row["value"]) if row["value"] is not None else "(blank)" for row in top]
         m0 = result["measures"][0] if result["measures"] else None
         values = [row["sums"][m0] if m0 else row["rows"] for row in top]
-        group_svgs[column] = charts.to_svg(charts.bar_chart(
-            labels, values, title=f"{m0 or 'rows'} by {column}", width=720,
-            height=max(140, 40 + 16 * len(top))))
+        group_svgs[column] = charts.to_svg(
+            charts.bar_chart(
+                labels,
+                values,
+                title=f"{m0 or 'rows'} by {column}",
+                width=720,
+                height=max(140, 40 + 16 * len(top)),
+            )
+        )
     env = Environment(autoescape=True)
     template = env.from_string(_TEMPLATE)
     page = template.render(
-        r=result, generated=generated, filters=filters, trend_svg=trend_svg,
-        group_svgs=group_svgs, num=_num, pct=_pct, pct_plain=lambda v: DASH if v is None
-        else f"{v:.1f}%", heat=_heat,
+        r=result,
+        generated=generated,
+        filters=filters,
+        trend_svg=trend_svg,
+        group_svgs=group_svgs,
+        num=_num,
+        pct=_pct,
+        pct_plain=lambda v: DASH if v is None else f"{v:.1f}%",
+        heat=_heat,
         corr=lambda v: DASH if v is None else f"{v:.3f}",
     )
     path.write_text(page, encoding="utf-8")

@@ -24,8 +24,18 @@ rl_config.shapeChecking = 0
 
 PALETTE = [
     colors.HexColor(c)
-    for c in ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899",
-              "#84cc16", "#64748b", "#f97316")
+    for c in (
+        "#2563eb",
+        "#f59e0b",
+        "#10b981",
+        "#ef4444",
+        "#8b5cf6",
+        "#06b6d4",
+        "#ec4899",
+        "#84cc16",
+        "#64748b",
+        "#f97316",
+    )
 ]
 TEXT = colors.HexColor("#1f2937")
 GRID = colors.HexColor("#e5e7eb")
@@ -53,8 +63,9 @@ def _clip(label: str, n: int) -> str:
 
 def _title(drawing: Drawing, text: str, width: float, height: float) -> None:
     if text:
-        drawing.add(String(0, height - 12, text, fontName=FONT + "-Bold", fontSize=10,
-                           fillColor=TEXT))
+        drawing.add(
+            String(0, height - 12, text, fontName=FONT + "-Bold", fontSize=10, fillColor=TEXT)
+        )
 
 
 def _nice_range(values: Sequence[float]) -> tuple[float, float]:
@@ -67,8 +78,14 @@ def _nice_range(values: Sequence[float]) -> tuple[float, float]:
 
 
 def bar_chart(
-    labels: Sequence[str], values: Sequence[float | None], *, title: str = "", width: float = 460,
-    height: float = 220, horizontal: bool = True, color_index: int = 0,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str = "",
+    width: float = 460,
+    height: float = 220,
+    horizontal: bool = True,
+    color_index: int = 0,
 ) -> Drawing:
     """One series of bars; horizontal by default because group names are long."""
     drawing = Drawing(width, height)
@@ -114,8 +131,13 @@ def bar_chart(
 
 
 def line_chart(
-    labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str = "",
-    width: float = 460, height: float = 200, max_labels: int = 12,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str = "",
+    width: float = 460,
+    height: float = 200,
+    max_labels: int = 12,
 ) -> Drawing:
     """Lines over ordered periods. A numeric x axis carrying at most `max_labels` labels:
     a category axis would build (and measure) one label object per point even when blank."""
@@ -126,8 +148,10 @@ def line_chart(
     chart.x, chart.y = 44, 24 + legend_room
     chart.width, chart.height = width - 58, height - 46 - legend_room
     data = [
-        [(i, float(v) if v is not None and math.isfinite(float(v)) else 0.0)
-         for i, v in enumerate(values)]
+        [
+            (i, float(v) if v is not None and math.isfinite(float(v)) else 0.0)
+            for i, v in enumerate(values)
+        ]
         for values in series.values()
     ]
     data = [points for points in data if points] or [[(0, 0.0)]]
@@ -161,25 +185,29 @@ def line_chart(
         legend.deltax = 90
         legend.fontName, legend.fontSize = FONT, 7
         legend.dx = legend.dy = 6
-        legend.colorNamePairs = [
-            (PALETTE[i % len(PALETTE)], name) for i, name in enumerate(series)
-        ]
+        legend.colorNamePairs = [(PALETTE[i % len(PALETTE)], name) for i, name in enumerate(series)]
         drawing.add(legend)
     return drawing
 
 
 def pie_chart(
-    labels: Sequence[str], values: Sequence[float | None], *, title: str = "", width: float = 460,
-    height: float = 200, max_slices: int = 8,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str = "",
+    width: float = 460,
+    height: float = 200,
+    max_slices: int = 8,
 ) -> Drawing:
     """Shares of a total; slices past `max_slices - 1` merge into "Other"."""
     drawing = Drawing(width, height)
     _title(drawing, title, width, height)
-    pairs = [(str(label), max(0.0, float(v or 0.0))) for label, v in zip(labels, values,
-                                                                          strict=False)]
+    pairs = [
+        (str(label), max(0.0, float(v or 0.0))) for label, v in zip(labels, values, strict=False)
+    ]
     pairs.sort(key=lambda p: p[1], reverse=True)
     if len(pairs) > max_slices:
-        head, tail = pairs[: max_slices - 1], pairs[max_slices - 1:]
+        head, tail = pairs[: max_slices - 1], pairs[max_slices - 1 :]
         pairs = [*head, ("Other", sum(v for _, v in tail))]
     total = sum(v for _, v in pairs) or 1.0
     pie = Pie()

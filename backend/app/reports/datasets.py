@@ -24,8 +24,16 @@ import numpy as np
 # ----------------------------------------------------------------------------- column types
 
 _INTEGER_TYPES = {
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
 }
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 
@@ -235,14 +243,17 @@ DEFAULT_MEMORY_LIMIT_MB = 512
 
 
 def connect(
-    *, temp_dir: Path | None = None, memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
+    *,
+    temp_dir: Path | None = None,
+    memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to `temp_dir` instead of growing past its memory limit."""
     # No external file cache: it keeps read file blocks in memory, and our files are read in
     # one or a few sequential scans, so it only grows the footprint.
     config: dict[str, Any] = {
-        "memory_limit": f"{memory_limit_mb}MB", "enable_external_file_cache": False,
+        "memory_limit": f"{memory_limit_mb}MB",
+        "enable_external_file_cache": False,
     }
     if threads:
         config["threads"] = threads
@@ -414,8 +425,10 @@ def describe_source(source: Mapping[str, Any]) -> str:
     if source.get("source") == "demo":
         demo = DEMO_DATASETS.get(str(source.get("name")))
         label = demo.description if demo else str(source.get("name"))
-        return f"Demo dataset '{source.get('name')}' ({int(source['rows']):,} rows, seed " \
-               f"{source.get('seed', 0)}): {label}"
+        return (
+            f"Demo dataset '{source.get('name')}' ({int(source['rows']):,} rows, seed "
+            f"{source.get('seed', 0)}): {label}"
+        )
     name = source.get("display_name") or Path(str(source.get("path", "dataset"))).name
     return f"Uploaded {str(source.get('format', '')).upper()} dataset '{name}'"
 

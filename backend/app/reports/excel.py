@@ -75,8 +75,15 @@ class _Formats:
     def __init__(self, wb: xlsxwriter.Workbook) -> None:
         self.title = wb.add_format({"bold": True, "font_size": 18, "font_color": "#1e3a8a"})
         self.subtle = wb.add_format({"italic": True, "font_color": "#6b7280"})
-        self.header = wb.add_format({"bold": True, "font_color": "#ffffff", "bg_color": "#1e3a8a",
-                                     "border": 1, "border_color": "#1e3a8a"})
+        self.header = wb.add_format(
+            {
+                "bold": True,
+                "font_color": "#ffffff",
+                "bg_color": "#1e3a8a",
+                "border": 1,
+                "border_color": "#1e3a8a",
+            }
+        )
         self.section = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1e3a8a"})
         self.label = wb.add_format({"bold": True})
         self.integer = wb.add_format({"num_format": "#,##0"})
@@ -89,8 +96,9 @@ class _Formats:
 # ----------------------------------------------------------------------------- small sheets
 
 
-def _write_value(ws: Worksheet, row: int, col: int, value: Any, f: _Formats,
-                 number_format: Format | None = None) -> None:
+def _write_value(
+    ws: Worksheet, row: int, col: int, value: Any, f: _Formats, number_format: Format | None = None
+) -> None:
     """Typed write for the small sheets (keys can be of any column type)."""
     if value is None:
         ws.write_blank(row, col, None)
@@ -110,8 +118,13 @@ def _write_value(ws: Worksheet, row: int, col: int, value: Any, f: _Formats,
 
 
 def _summary_sheet(
-    wb: xlsxwriter.Workbook, ws: Worksheet, f: _Formats, p: ReportParams, summary: Summary,
-    description: str, group_sheets: dict[str, tuple[str, GroupTable]],
+    wb: xlsxwriter.Workbook,
+    ws: Worksheet,
+    f: _Formats,
+    p: ReportParams,
+    summary: Summary,
+    description: str,
+    group_sheets: dict[str, tuple[str, GroupTable]],
 ) -> None:
     measures = p.measures
     ws.set_column(0, 0, 24)
@@ -170,12 +183,14 @@ def _summary_sheet(
             ws.write_number(row, 2, rest / total if total else 0, f.percent)
         if row >= first:
             pie = wb.add_chart({"type": "pie"})
-            pie.add_series({
-                "name": f"{metric} by {column}",
-                "categories": [ws.name, first, 0, row, 0],
-                "values": [ws.name, first, 1, row, 1],
-                "data_labels": {"percentage": True},
-            })
+            pie.add_series(
+                {
+                    "name": f"{metric} by {column}",
+                    "categories": [ws.name, first, 0, row, 0],
+                    "values": [ws.name, first, 1, row, 1],
+                    "data_labels": {"percentage": True},
+                }
+            )
             pie.set_title({"name": f"Share of {metric} by {column}"})
             charts.append(pie)
 
@@ -186,12 +201,14 @@ def _summary_sheet(
         if n:
             bar = wb.add_chart({"type": "bar"})
             value_col = 2 if measures else 1
-            bar.add_series({
-                "name": f"{measures[0] if measures else 'rows'}",
-                "categories": [name, 1, 0, n, 0],
-                "values": [name, 1, value_col, n, value_col],
-                "fill": {"color": "#2563eb"},
-            })
+            bar.add_series(
+                {
+                    "name": f"{measures[0] if measures else 'rows'}",
+                    "categories": [name, 1, 0, n, 0],
+                    "values": [name, 1, value_col, n, value_col],
+                    "fill": {"color": "#2563eb"},
+                }
+            )
             metric = measures[0] if measures else "rows"
             bar.set_title({"name": f"{metric.capitalize()} by {column}: top {n}"})
             bar.set_y_axis({"reverse": True})
@@ -219,25 +236,30 @@ def _summary_sheet(
             if measures:
                 current = point.sums[0]
                 if previous and current is not None:
-                    ws.write_number(row, 3 + len(measures), (current - previous) / abs(previous),
-                                    f.percent)
+                    ws.write_number(
+                        row, 3 + len(measures), (current - previous) / abs(previous), f.percent
+                    )
                 previous = current
         line = wb.add_chart({"type": "line"})
         metric_col = 3 if measures else 2
-        line.add_series({
-            "name": measures[0] if measures else "rows",
-            "categories": [ws.name, first, 0, row, 0],
-            "values": [ws.name, first, metric_col, row, metric_col],
-            "line": {"color": "#2563eb", "width": 2},
-        })
-        if len(measures) > 1:
-            line.add_series({
-                "name": measures[1],
+        line.add_series(
+            {
+                "name": measures[0] if measures else "rows",
                 "categories": [ws.name, first, 0, row, 0],
-                "values": [ws.name, first, 4, row, 4],
-                "line": {"color": "#f59e0b", "width": 2},
-                "y2_axis": True,
-            })
+                "values": [ws.name, first, metric_col, row, metric_col],
+                "line": {"color": "#2563eb", "width": 2},
+            }
+        )
+        if len(measures) > 1:
+            line.add_series(
+                {
+                    "name": measures[1],
+                    "categories": [ws.name, first, 0, row, 0],
+                    "values": [ws.name, first, 4, row, 4],
+                    "line": {"color": "#f59e0b", "width": 2},
+                    "y2_axis": True,
+                }
+            )
         line.set_title({"name": f"Trend by {p.period}"})
         line.set_legend({"position": "bottom"})
         charts.insert(0, line)
@@ -247,8 +269,14 @@ def _summary_sheet(
         ws.insert_chart(4 + 16 * i, 7 + len(measures), chart)
 
 
-def _group_sheet(wb: xlsxwriter.Workbook, ws: Worksheet, f: _Formats, p: ReportParams,
-                 summary: Summary, table: GroupTable) -> None:
+def _group_sheet(
+    wb: xlsxwriter.Workbook,
+    ws: Worksheet,
+    f: _Formats,
+    p: ReportParams,
+    summary: Summary,
+    table: GroupTable,
+) -> None:
     measures = p.measures
     headers = [table.column, "Rows"]
     for m in measures:
@@ -270,18 +298,21 @@ def _group_sheet(wb: xlsxwriter.Workbook, ws: Worksheet, f: _Formats, p: ReportP
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(last, 1), len(headers) - 1)
     if last < table.total_groups:
-        ws.write_string(last + 2, 0, f"Top {last:,} of {table.total_groups:,} groups shown.",
-                        f.subtle)
+        ws.write_string(
+            last + 2, 0, f"Top {last:,} of {table.total_groups:,} groups shown.", f.subtle
+        )
     n = min(15, last)
     if n:
         chart = wb.add_chart({"type": "column"})
         value_col = 2 if measures else 1
-        chart.add_series({
-            "name": headers[value_col],
-            "categories": [ws.name, 1, 0, n, 0],
-            "values": [ws.name, 1, value_col, n, value_col],
-            "fill": {"color": "#2563eb"},
-        })
+        chart.add_series(
+            {
+                "name": headers[value_col],
+                "categories": [ws.name, 1, 0, n, 0],
+                "values": [ws.name, 1, value_col, n, value_col],
+                "fill": {"color": "#2563eb"},
+            }
+        )
         chart.set_title({"name": f"{headers[value_col]} by {table.column}: top {n}"})
         chart.set_legend({"none": True})
         chart.set_size({"width": 620, "height": 300})
@@ -305,31 +336,38 @@ def _cell_sql(name: str, duck_type: str, letter: str, date_xf: int, datetime_xf:
     kind = column_kind(duck_type)
 
     def text(expr: str) -> str:
-        clean = (f"regexp_replace(CASE WHEN strlen({expr}) > 32767 THEN left({expr}, 32767) "
-                 f"ELSE {expr} END, '{_CONTROL_CHARS}', '', 'g')")
+        clean = (
+            f"regexp_replace(CASE WHEN strlen({expr}) > 32767 THEN left({expr}, 32767) "
+            f"ELSE {expr} END, '{_CONTROL_CHARS}', '', 'g')"
+        )
         escaped = f"replace(replace(replace({clean}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
-        space = (f"CASE WHEN trim({expr}) = {expr} THEN '<t>' "
-                 f"ELSE '<t xml:space=\"preserve\">' END")
+        space = f"CASE WHEN trim({expr}) = {expr} THEN '<t>' ELSE '<t xml:space=\"preserve\">' END"
         return f"{ref} t=\"inlineStr\"><is>' || {space} || {escaped} || '</t></is></c>'"
 
     if kind == "integer":
         body = f"{ref}><v>' || CAST({col} AS VARCHAR) || '</v></c>'"
     elif kind == "number":
-        body = (f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) "
-                f"THEN {ref}><v>' || CAST({col} AS VARCHAR) || '</v></c>' ELSE '' END")
+        body = (
+            f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) "
+            f"THEN {ref}><v>' || CAST({col} AS VARCHAR) || '</v></c>' ELSE '' END"
+        )
     elif kind == "boolean":
         body = f"{ref} t=\"b\"><v>' || CASE WHEN {col} THEN '1' ELSE '0' END || '</v></c>'"
     elif kind == "date":
         # Excel serial days from 1899-12-30 (valid from 1900-03-01); earlier dates as text.
-        body = (f"CASE WHEN isfinite({col}) AND {col} >= DATE '1900-03-01' "
-                f"THEN {ref} s=\"{date_xf}\"><v>' || CAST({col} - DATE '1899-12-30' AS VARCHAR)"
-                f" || '</v></c>' ELSE {text(f'CAST({col} AS VARCHAR)')} END")
+        body = (
+            f"CASE WHEN isfinite({col}) AND {col} >= DATE '1900-03-01' "
+            f"THEN {ref} s=\"{date_xf}\"><v>' || CAST({col} - DATE '1899-12-30' AS VARCHAR)"
+            f" || '</v></c>' ELSE {text(f'CAST({col} AS VARCHAR)')} END"
+        )
     elif kind == "timestamp":
         ts = f"CAST({col} AS TIMESTAMP)"
-        body = (f"CASE WHEN isfinite({ts}) AND {ts} >= TIMESTAMP '1900-03-01' "
-                f"THEN {ref} s=\"{datetime_xf}\"><v>' || "
-                f"CAST(epoch_us({ts}) / 86400000000.0 + 25569 AS VARCHAR) || '</v></c>' "
-                f"ELSE {text(f'CAST({col} AS VARCHAR)')} END")
+        body = (
+            f"CASE WHEN isfinite({ts}) AND {ts} >= TIMESTAMP '1900-03-01' "
+            f'THEN {ref} s="{datetime_xf}"><v>\' || '
+            f"CAST(epoch_us({ts}) / 86400000000.0 + 25569 AS VARCHAR) || '</v></c>' "
+            f"ELSE {text(f'CAST({col} AS VARCHAR)')} END"
+        )
     elif kind == "string":
         body = text(col)
     else:
@@ -337,8 +375,9 @@ def _cell_sql(name: str, duck_type: str, letter: str, date_xf: int, datetime_xf:
     return f"CASE WHEN {col} IS NULL THEN '' ELSE {body} END"
 
 
-def rows_xml_sql(columns: dict[str, str], *, rows_per_sheet: int, date_xf: int,
-                 datetime_xf: int) -> str:
+def rows_xml_sql(
+    columns: dict[str, str], *, rows_per_sheet: int, date_xf: int, datetime_xf: int
+) -> str:
     """SQL returning one `<row>` element per data row, numbered within its sheet."""
     cells = " || ".join(
         _cell_sql(name, t, xl_col_to_name(i), date_xf, datetime_xf)
@@ -392,15 +431,21 @@ class _BackgroundWriter:
 
 
 def _stream_sheet(
-    zout: zipfile.ZipFile, name: str, skeleton_xml: bytes, rows: Iterable[bytes], *,
-    last_ref: str, big: bool,
+    zout: zipfile.ZipFile,
+    name: str,
+    skeleton_xml: bytes,
+    rows: Iterable[bytes],
+    *,
+    last_ref: str,
+    big: bool,
 ) -> None:
     """Write one data sheet: the skeleton's XML with the streamed rows spliced in."""
     head, sep, tail = skeleton_xml.partition(b"</sheetData>")
     if not sep:
         raise RuntimeError(f"unexpected worksheet XML in {name}")
-    head = re.sub(rb'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last_ref}"/>'.encode(),
-                  head, count=1)
+    head = re.sub(
+        rb'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last_ref}"/>'.encode(), head, count=1
+    )
     with zout.open(name, "w", force_zip64=big) as fh:
         fh.write(head)
         writer = _BackgroundWriter(fh)
@@ -413,8 +458,14 @@ def _stream_sheet(
 
 
 def build_excel(
-    ds: Dataset, p: ReportParams, out_path: Path, progress: Progress, *, scratch_dir: Path,
-    rows_per_sheet: int = EXCEL_MAX_ROWS, chunk_rows: int = CHUNK_ROWS,
+    ds: Dataset,
+    p: ReportParams,
+    out_path: Path,
+    progress: Progress,
+    *,
+    scratch_dir: Path,
+    rows_per_sheet: int = EXCEL_MAX_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> dict[str, Any]:
     """Build the workbook at `out_path`; returns a small JSON summary for the job result."""
     if rows_per_sheet < 2:
@@ -428,16 +479,22 @@ def build_excel(
     widths = {c: int(w or 8) for c, w in zip(lengths, first[1:], strict=True)}
 
     progress.stage(4, 12, "Summary figures")
-    summary = summarize(ds, p, group_limit=min(MAX_GROUP_ROWS, rows_per_sheet - 3),
-                        progress=progress)
+    summary = summarize(
+        ds, p, group_limit=min(MAX_GROUP_ROWS, rows_per_sheet - 3), progress=progress
+    )
 
     progress.stage(12, 14, "Laying out the workbook")
     per_sheet = rows_per_sheet - 1
     skeleton_path = scratch_dir / f"{out_path.stem}.skeleton.xlsx"
-    wb = xlsxwriter.Workbook(str(skeleton_path), {
-        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-        "strings_to_urls": False,
-    })
+    wb = xlsxwriter.Workbook(
+        str(skeleton_path),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     f = _Formats(wb)
     taken: set[str] = set()
     summary_ws = wb.add_worksheet(sheet_name("Summary", taken))
@@ -455,8 +512,9 @@ def build_excel(
         for col, name in enumerate(columns):
             ws.write_string(0, col, name, f.header)
             kind = column_kind(columns[name])
-            width = {"date": 12, "timestamp": 20, "integer": 11, "number": 13,
-                     "boolean": 8}.get(kind, min(60, max(10, widths.get(name, 10) + 2)))
+            width = {"date": 12, "timestamp": 20, "integer": 11, "number": 13, "boolean": 8}.get(
+                kind, min(60, max(10, widths.get(name, 10) + 2))
+            )
             ws.set_column(col, col, max(width, min(30, len(name) + 3)))
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(rows_here, 1), len(columns) - 1)
@@ -468,8 +526,9 @@ def build_excel(
     wb.close()
 
     progress.stage(14, 99, "Writing data rows")
-    sql = rows_xml_sql(columns, rows_per_sheet=rows_per_sheet, date_xf=date_xf,
-                       datetime_xf=datetime_xf)
+    sql = rows_xml_sql(
+        columns, rows_per_sheet=rows_per_sheet, date_xf=date_xf, datetime_xf=datetime_xf
+    )
     data_parts = {f"xl/worksheets/sheet{s.index + 1}.xml": s for s in data_sheets}
     last_col = xl_col_to_name(max(len(columns) - 1, 0))
     done = 0
@@ -495,17 +554,26 @@ def build_excel(
             progress.update(done / max(total_rows, 1), f"Data rows {done:,} of {total_rows:,}")
 
     try:
-        with zipfile.ZipFile(skeleton_path) as zin, zipfile.ZipFile(
-            out_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DATA_COMPRESSLEVEL,
-            allowZip64=True,
-        ) as zout:
+        with (
+            zipfile.ZipFile(skeleton_path) as zin,
+            zipfile.ZipFile(
+                out_path,
+                "w",
+                compression=zipfile.ZIP_DEFLATED,
+                compresslevel=DATA_COMPRESSLEVEL,
+                allowZip64=True,
+            ) as zout,
+        ):
             for item in zin.infolist():
                 sheet = data_parts.get(item.filename)
                 if sheet is None:
                     zout.writestr(item, zin.read(item.filename))
                     continue
                 _stream_sheet(
-                    zout, item.filename, zin.read(item.filename), sheet_rows(sheet.rows),
+                    zout,
+                    item.filename,
+                    zin.read(item.filename),
+                    sheet_rows(sheet.rows),
                     last_ref=f"{last_col}{sheet.rows + 1}",
                     big=sheet.rows * max(len(columns), 1) > 20_000_000,
                 )
@@ -516,9 +584,11 @@ def build_excel(
         skeleton_path.unlink(missing_ok=True)
     return {
         "rows": total_rows,
-        "sheets": [summary_ws.name, *(ws.name for ws, _ in group_ws),
-                   *(s.name for s in data_sheets)],
+        "sheets": [
+            summary_ws.name,
+            *(ws.name for ws, _ in group_ws),
+            *(s.name for s in data_sheets),
+        ],
         "data_sheets": len(data_sheets),
         "groups": {c: t.total_groups for c, t in summary.groups.items()},
     }
-

@@ -34,21 +34,29 @@ def _memory_limit_mb(ctx: JobContext) -> int:
 
 def _open(ctx: JobContext, p: ReportParams, work: Path, progress: Progress) -> Dataset:
     try:
-        ds = open_dataset(p.source, filters_sql=p.where_sql(), temp_dir=work / "duckdb",
-                          memory_limit_mb=_memory_limit_mb(ctx))
+        ds = open_dataset(
+            p.source,
+            filters_sql=p.where_sql(),
+            temp_dir=work / "duckdb",
+            memory_limit_mb=_memory_limit_mb(ctx),
+        )
     except InvalidReportRequest as exc:
         raise PermanentJobError(str(exc)) from exc
     except duckdb.IOException as exc:
         if p.source.get("source") == "upload" and not Path(p.source["path"]).exists():
             raise PermanentJobError("the uploaded dataset's file no longer exists") from exc
         raise TransientJobError(f"could not read the dataset: {exc}") from exc
-    missing = [c for c in [*p.group_by, *p.measures, *([p.date_column] if p.date_column else [])]
-               if c not in ds.columns]
+    missing = [
+        c
+        for c in [*p.group_by, *p.measures, *([p.date_column] if p.date_column else [])]
+        if c not in ds.columns
+    ]
     if missing:
         ds.close()
         raise PermanentJobError(
             f"the dataset no longer has column(s) {', '.join(missing)}; "
-            f"available: {', '.join(ds.columns)}")
+            f"available: {', '.join(ds.columns)}"
+        )
     if p.source.get("format") != "parquet":
         # Every builder scans several times: one pass to a columnar file beats regenerating
         # demo rows or re-parsing CSV on each scan.
@@ -105,10 +113,10 @@ def run(ctx: JobContext) -> JobOutput:
         if isinstance(exc, duckdb.OutOfMemoryException):
             raise PermanentJobError(
                 "the report needs more memory than this worker allows; add filters or use "
-                "fewer group_by columns") from exc
+                "fewer group_by columns"
+            ) from exc
         if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):
-            raise PermanentJobError(f"the dataset has a value that cannot be read: {exc}"
-                                    ) from exc
+            raise PermanentJobError(f"the dataset has a value that cannot be read: {exc}") from exc
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -126,6 +134,7 @@ def _now() -> str:
 def _fit_result(result: dict[str, Any]) -> dict[str, Any]:
     """Keep the stored JSON bounded: drop the bulkiest parts first, saying so."""
     dropped: list[str] = []
+
     def top_ten(r: dict[str, Any]) -> None:
         for g in r["groups"].values():
             g["top"] = g["top"][:10]
@@ -142,8 +151,10 @@ def _fit_result(result: dict[str, Any]) -> dict[str, Any]:
         r["columns"] = {}
 
     shrinkers: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
-        ("groups.top beyond 10", top_ten), ("outlier examples", no_examples),
-        ("trend points before the last 60", recent_trend), ("column statistics", no_columns),
+        ("groups.top beyond 10", top_ten),
+        ("outlier examples", no_examples),
+        ("trend points before the last 60", recent_trend),
+        ("column statistics", no_columns),
     ]
     for label, shrink in shrinkers:
         if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:

@@ -69,22 +69,52 @@ MARGIN = 16 * mm
 def _styles() -> dict[str, ParagraphStyle]:
     base = getSampleStyleSheet()
     return {
-        "cover_title": ParagraphStyle("cover_title", parent=base["Title"], fontSize=30,
-                                      leading=36, textColor=ACCENT, alignment=TA_LEFT),
-        "cover_sub": ParagraphStyle("cover_sub", parent=base["Normal"], fontSize=12, leading=16,
-                                    textColor=MUTED),
-        "h1": ParagraphStyle("h1", parent=base["Heading1"], fontSize=18, leading=22,
-                             textColor=ACCENT, spaceBefore=0, spaceAfter=8),
-        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=13, leading=16,
-                             textColor=ACCENT, spaceBefore=10, spaceAfter=6),
-        "body": ParagraphStyle("body", parent=base["Normal"], fontSize=9.5, leading=13,
-                               textColor=INK),
-        "note": ParagraphStyle("note", parent=base["Normal"], fontSize=8, leading=10,
-                               textColor=MUTED),
-        "kpi_label": ParagraphStyle("kpi_label", parent=base["Normal"], fontSize=8,
-                                    leading=10, textColor=MUTED),
-        "kpi_value": ParagraphStyle("kpi_value", parent=base["Normal"], fontSize=16,
-                                    leading=20, textColor=INK, fontName="Helvetica-Bold"),
+        "cover_title": ParagraphStyle(
+            "cover_title",
+            parent=base["Title"],
+            fontSize=30,
+            leading=36,
+            textColor=ACCENT,
+            alignment=TA_LEFT,
+        ),
+        "cover_sub": ParagraphStyle(
+            "cover_sub", parent=base["Normal"], fontSize=12, leading=16, textColor=MUTED
+        ),
+        "h1": ParagraphStyle(
+            "h1",
+            parent=base["Heading1"],
+            fontSize=18,
+            leading=22,
+            textColor=ACCENT,
+            spaceBefore=0,
+            spaceAfter=8,
+        ),
+        "h2": ParagraphStyle(
+            "h2",
+            parent=base["Heading2"],
+            fontSize=13,
+            leading=16,
+            textColor=ACCENT,
+            spaceBefore=10,
+            spaceAfter=6,
+        ),
+        "body": ParagraphStyle(
+            "body", parent=base["Normal"], fontSize=9.5, leading=13, textColor=INK
+        ),
+        "note": ParagraphStyle(
+            "note", parent=base["Normal"], fontSize=8, leading=10, textColor=MUTED
+        ),
+        "kpi_label": ParagraphStyle(
+            "kpi_label", parent=base["Normal"], fontSize=8, leading=10, textColor=MUTED
+        ),
+        "kpi_value": ParagraphStyle(
+            "kpi_value",
+            parent=base["Normal"],
+            fontSize=16,
+            leading=20,
+            textColor=INK,
+            fontName="Helvetica-Bold",
+        ),
     }
 
 
@@ -115,8 +145,7 @@ def _decimals(p: ReportParams, measure: str) -> int:
 
 
 def _sums(p: ReportParams, sums: list[float | None], n: int) -> list[str]:
-    return [fmt_number(v, _decimals(p, m)) for m, v in zip(p.measures[:n], sums[:n],
-                                                           strict=False)]
+    return [fmt_number(v, _decimals(p, m)) for m, v in zip(p.measures[:n], sums[:n], strict=False)]
 
 
 def fmt_pct(value: float | None) -> str:
@@ -135,25 +164,62 @@ class _ReportDoc(BaseDocTemplate):
     drives progress (and with it, cancellation)."""
 
     def __init__(self, path: Path, title: str, on_flowable: Callable[[], None]) -> None:
-        super().__init__(str(path), pagesize=A4, title=title, author="Report job service",
-                         leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN + 4,
-                         bottomMargin=MARGIN + 4)
+        super().__init__(
+            str(path),
+            pagesize=A4,
+            title=title,
+            author="Report job service",
+            leftMargin=MARGIN,
+            rightMargin=MARGIN,
+            topMargin=MARGIN + 4,
+            bottomMargin=MARGIN + 4,
+        )
         self._on_flowable = on_flowable
         self.report_title = title
         pw, ph = A4
         lw, lh = landscape(A4)
-        portrait = Frame(MARGIN, MARGIN + 4, pw - 2 * MARGIN, ph - 2 * MARGIN - 8, id="p",
-                         leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
-        wide = Frame(MARGIN, MARGIN + 4, lw - 2 * MARGIN, lh - 2 * MARGIN - 8, id="l",
-                     leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
-        cover = Frame(MARGIN + 10 * mm, MARGIN, pw - 2 * MARGIN - 20 * mm, ph * 0.62, id="c",
-                      leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
-        self.addPageTemplates([
-            PageTemplate(id="cover", frames=[cover], onPage=self._cover_page, pagesize=A4),
-            PageTemplate(id="portrait", frames=[portrait], onPage=self._page, pagesize=A4),
-            PageTemplate(id="landscape", frames=[wide], onPage=self._page,
-                         pagesize=landscape(A4)),
-        ])
+        portrait = Frame(
+            MARGIN,
+            MARGIN + 4,
+            pw - 2 * MARGIN,
+            ph - 2 * MARGIN - 8,
+            id="p",
+            leftPadding=0,
+            rightPadding=0,
+            topPadding=0,
+            bottomPadding=0,
+        )
+        wide = Frame(
+            MARGIN,
+            MARGIN + 4,
+            lw - 2 * MARGIN,
+            lh - 2 * MARGIN - 8,
+            id="l",
+            leftPadding=0,
+            rightPadding=0,
+            topPadding=0,
+            bottomPadding=0,
+        )
+        cover = Frame(
+            MARGIN + 10 * mm,
+            MARGIN,
+            pw - 2 * MARGIN - 20 * mm,
+            ph * 0.62,
+            id="c",
+            leftPadding=0,
+            rightPadding=0,
+            topPadding=0,
+            bottomPadding=0,
+        )
+        self.addPageTemplates(
+            [
+                PageTemplate(id="cover", frames=[cover], onPage=self._cover_page, pagesize=A4),
+                PageTemplate(id="portrait", frames=[portrait], onPage=self._page, pagesize=A4),
+                PageTemplate(
+                    id="landscape", frames=[wide], onPage=self._page, pagesize=landscape(A4)
+                ),
+            ]
+        )
 
     def afterFlowable(self, flowable: Flowable) -> None:
         self._on_flowable()
@@ -211,8 +277,14 @@ class _LazyStory(list[Flowable]):
 # ----------------------------------------------------------------------------- tables
 
 
-def _table(data: list[list[Any]], widths: list[float], *, numeric_from: int = 1,
-           repeat: int = 1, font_size: float = 8) -> Table:
+def _table(
+    data: list[list[Any]],
+    widths: list[float],
+    *,
+    numeric_from: int = 1,
+    repeat: int = 1,
+    font_size: float = 8,
+) -> Table:
     """A striped table whose header repeats on every page it spans."""
     table = Table(data, colWidths=widths, repeatRows=repeat)
     style = [
@@ -241,8 +313,9 @@ def _clip(text: str, width: float, font: str = "Helvetica", size: float = 8) -> 
     return text + "…"
 
 
-def _kpi_cards(summary: Summary, p: ReportParams, styles: dict[str, ParagraphStyle],
-               width: float) -> Table:
+def _kpi_cards(
+    summary: Summary, p: ReportParams, styles: dict[str, ParagraphStyle], width: float
+) -> Table:
     cards: list[tuple[str, str]] = [("Rows", f"{summary.rows:,}")]
     for m in p.measures[:5]:
         cards.append((f"Total {m}", charts.fmt_short(summary.totals[m].sum or 0)))
@@ -250,25 +323,31 @@ def _kpi_cards(summary: Summary, p: ReportParams, styles: dict[str, ParagraphSty
         cards.append(("Period", f"{display(summary.date_min)} to {display(summary.date_max)}"))
     per_row = 3
     cells = [
-        [Paragraph(esc(label), styles["kpi_label"]),
-         Paragraph(esc(value), styles["kpi_value"] if len(value) < 16 else styles["body"])]
+        [
+            Paragraph(esc(label), styles["kpi_label"]),
+            Paragraph(esc(value), styles["kpi_value"] if len(value) < 16 else styles["body"]),
+        ]
         for label, value in cards
     ]
     while len(cells) % per_row:
         cells.append([Paragraph("", styles["kpi_label"]), Paragraph("", styles["body"])])
-    grid = [cells[i: i + per_row] for i in range(0, len(cells), per_row)]
+    grid = [cells[i : i + per_row] for i in range(0, len(cells), per_row)]
     col_w = width / per_row
     table = Table(
         [[Table([[c[0]], [c[1]]], colWidths=[col_w - 14]) for c in row] for row in grid],
         colWidths=[col_w] * per_row,
     )
-    table.setStyle(TableStyle([
-        ("BACKGROUND", (0, 0), (-1, -1), ZEBRA),
-        ("BOX", (0, 0), (-1, -1), 0.5, colors.white),
-        ("INNERGRID", (0, 0), (-1, -1), 4, colors.white),
-        ("TOPPADDING", (0, 0), (-1, -1), 6),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 6),
-    ]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, -1), ZEBRA),
+                ("BOX", (0, 0), (-1, -1), 0.5, colors.white),
+                ("INNERGRID", (0, 0), (-1, -1), 4, colors.white),
+                ("TOPPADDING", (0, 0), (-1, -1), 6),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 6),
+            ]
+        )
+    )
     return table
 
 
@@ -277,8 +356,9 @@ def _totals_table(summary: Summary, p: ReportParams, width: float) -> Table:
     for m in p.measures:
         t = summary.totals[m]
         d = _decimals(p, m)
-        data.append([m, fmt_number(t.sum, d), fmt_number(t.avg), fmt_number(t.min, d),
-                     fmt_number(t.max, d)])
+        data.append(
+            [m, fmt_number(t.sum, d), fmt_number(t.avg), fmt_number(t.min, d), fmt_number(t.max, d)]
+        )
     first = width * 0.28
     return _table(data, [first] + [(width - first) / 4] * 4)
 
@@ -292,8 +372,7 @@ def _trend_table(rows: list[TrendRow], p: ReportParams, width: float) -> Table:
     by_start = {r.start: r for r in rows}
     previous: TrendRow | None = None
     for r in rows:
-        line = [period_label(r.start, p.period), f"{r.count:,}",
-                *_sums(p, r.sums, len(measures))]
+        line = [period_label(r.start, p.period), f"{r.count:,}", *_sums(p, r.sums, len(measures))]
         if measures:
             growth = None
             if previous and previous.sums[0]:
@@ -319,8 +398,7 @@ def _group_table(table: GroupTable, summary: Summary, p: ReportParams, width: fl
     data: list[list[Any]] = [header]
     first = width * 0.3
     for r in table.rows[:MAX_TABLE_GROUPS]:
-        line = [_clip(display(r.key), first - 8), f"{r.count:,}",
-                *_sums(p, r.sums, len(measures))]
+        line = [_clip(display(r.key), first - 8), f"{r.count:,}", *_sums(p, r.sums, len(measures))]
         if measures:
             line.append(fmt_number(r.avgs[0]))
         line.append(fmt_pct(summary.share(r.sums[0] if p.measures else float(r.count))))
@@ -338,8 +416,9 @@ class DetailRows(Flowable):
     fixed row height makes the page break arithmetic exact.
     """
 
-    def __init__(self, header: list[str], rows: list[list[str]], widths: list[float],
-                 right: list[bool]) -> None:
+    def __init__(
+        self, header: list[str], rows: list[list[str]], widths: list[float], right: list[bool]
+    ) -> None:
         super().__init__()
         self.header, self.rows, self.widths, self.right = header, rows, widths, right
 
@@ -352,8 +431,10 @@ class DetailRows(Flowable):
         fit = int((avail_height - DETAIL_HEADER_HEIGHT) // DETAIL_ROW_HEIGHT)
         if fit < 3 or fit >= len(self.rows):
             return []
-        return [DetailRows(self.header, self.rows[:fit], self.widths, self.right),
-                DetailRows(self.header, self.rows[fit:], self.widths, self.right)]
+        return [
+            DetailRows(self.header, self.rows[:fit], self.widths, self.right),
+            DetailRows(self.header, self.rows[fit:], self.widths, self.right),
+        ]
 
     def draw(self) -> None:
         c = self.canv
@@ -388,15 +469,21 @@ class DetailRows(Flowable):
             y -= DETAIL_ROW_HEIGHT
 
 
-def _detail_layout(ds: Dataset, lengths: dict[str, int], avail: float
-                   ) -> tuple[list[str], list[float], list[bool]]:
+def _detail_layout(
+    ds: Dataset, lengths: dict[str, int], avail: float
+) -> tuple[list[str], list[float], list[bool]]:
     """Which columns fit across a landscape page, and how wide each is."""
     names, widths, right = [], [], []
     used = 0.0
     for name, duck_type in ds.columns.items():
         kind = column_kind(duck_type)
-        base = {"date": 50.0, "timestamp": 82.0, "integer": 48.0, "number": 62.0,
-                "boolean": 34.0}.get(kind)
+        base = {
+            "date": 50.0,
+            "timestamp": 82.0,
+            "integer": 48.0,
+            "number": 62.0,
+            "boolean": 34.0,
+        }.get(kind)
         if base is None:
             base = min(170.0, max(40.0, lengths.get(name, 10) * DETAIL_FONT_SIZE * 0.55 + 8))
         w = max(base, stringWidth(name, "Helvetica-Bold", DETAIL_FONT_SIZE) + 8)
@@ -427,8 +514,13 @@ def _cell_text(value: Any, kind: str) -> str:
 
 
 def _detail_flowables(
-    ds: Dataset, names: list[str], widths: list[float], right: list[bool], limit: int,
-    rows_per_page: int, on_rows: Callable[[int], None],
+    ds: Dataset,
+    names: list[str],
+    widths: list[float],
+    right: list[bool],
+    limit: int,
+    rows_per_page: int,
+    on_rows: Callable[[int], None],
 ) -> Iterator[Flowable]:
     kinds = [column_kind(ds.columns[n]) for n in names]
     clip = [w - 6 for w in widths]
@@ -437,9 +529,11 @@ def _detail_flowables(
     for chunk in ds.iter_chunks(sql, chunk_rows=rows_per_page * 8):
         for start in range(0, len(chunk), rows_per_page):
             page = [
-                [_clip(_cell_text(v, k), cw, size=DETAIL_FONT_SIZE)
-                 for v, k, cw in zip(row, kinds, clip, strict=True)]
-                for row in chunk[start: start + rows_per_page]
+                [
+                    _clip(_cell_text(v, k), cw, size=DETAIL_FONT_SIZE)
+                    for v, k, cw in zip(row, kinds, clip, strict=True)
+                ]
+                for row in chunk[start : start + rows_per_page]
             ]
             done += len(page)
             on_rows(done)
@@ -449,19 +543,27 @@ def _detail_flowables(
 # ----------------------------------------------------------------------------- the report
 
 
-def _breakdown_page(item: Breakdown, summary: Summary, p: ReportParams,
-                    styles: dict[str, ParagraphStyle], width: float, caption: str
-                    ) -> list[Flowable]:
+def _breakdown_page(
+    item: Breakdown,
+    summary: Summary,
+    p: ReportParams,
+    styles: dict[str, ParagraphStyle],
+    width: float,
+    caption: str,
+) -> list[Flowable]:
     g0 = p.group_by[0]
     measures = p.measures
     rows = sum(r.count for r in item.by_second) or sum(r.count for r in item.trend)
-    facts = [f"<b>{rows:,}</b> rows ({fmt_pct(100 * rows / summary.rows if summary.rows else None)}"
-             " of all)"]
+    facts = [
+        f"<b>{rows:,}</b> rows ({fmt_pct(100 * rows / summary.rows if summary.rows else None)}"
+        " of all)"
+    ]
     for j, m in enumerate(measures[:3]):
         source = item.by_second or item.trend
         total = sum((r.sums[j] or 0.0) for r in source)
-        facts.append(f"{esc(m)} <b>{charts.fmt_short(total)}</b> "
-                     f"({fmt_pct(summary.share(total, j))})")
+        facts.append(
+            f"{esc(m)} <b>{charts.fmt_short(total)}</b> ({fmt_pct(summary.share(total, j))})"
+        )
     out: list[Flowable] = [
         PageBreak(),
         Paragraph(esc(caption), styles["note"]),
@@ -473,9 +575,15 @@ def _breakdown_page(item: Breakdown, summary: Summary, p: ReportParams,
         series = {m: [r.sums[j] for r in item.trend] for j, m in enumerate(measures[:2])}
         if not series:
             series = {"rows": [float(r.count) for r in item.trend]}
-        out.append(charts.line_chart(
-            [period_label(r.start, p.period) for r in item.trend], series,
-            title=f"Trend by {p.period}", width=width, height=190))
+        out.append(
+            charts.line_chart(
+                [period_label(r.start, p.period) for r in item.trend],
+                series,
+                title=f"Trend by {p.period}",
+                width=width,
+                height=190,
+            )
+        )
         out.append(Spacer(1, 8))
     if item.by_second:
         g1 = p.group_by[1]
@@ -484,30 +592,43 @@ def _breakdown_page(item: Breakdown, summary: Summary, p: ReportParams,
         data: list[list[Any]] = [header]
         for r in item.by_second[:BREAKDOWN_ROWS]:
             value = (r.sums[0] or 0.0) if measures else float(r.count)
-            data.append([_clip(display(r.key), width * 0.3 - 8), f"{r.count:,}",
-                         *_sums(p, r.sums, 3),
-                         fmt_pct(100 * value / own_total if own_total else None)])
+            data.append(
+                [
+                    _clip(display(r.key), width * 0.3 - 8),
+                    f"{r.count:,}",
+                    *_sums(p, r.sums, 3),
+                    fmt_pct(100 * value / own_total if own_total else None),
+                ]
+            )
         if len(item.by_second) > BREAKDOWN_ROWS:
-            data.append([f"… {len(item.by_second) - BREAKDOWN_ROWS} more", "", *[""] * (
-                len(header) - 2)])
+            data.append(
+                [f"… {len(item.by_second) - BREAKDOWN_ROWS} more", "", *[""] * (len(header) - 2)]
+            )
         first = width * 0.3
         out.append(Paragraph(f"By {esc(g1)}", styles["h2"]))
-        out.append(_table(data, [first] + [(width - first) / (len(header) - 1)] *
-                          (len(header) - 1)))
+        out.append(
+            _table(data, [first] + [(width - first) / (len(header) - 1)] * (len(header) - 1))
+        )
     elif item.trend:
         recent = item.trend[-12:]
         data = [["Period", "Rows", *measures[:3]]]
-        data += [[period_label(r.start, p.period), f"{r.count:,}",
-                  *_sums(p, r.sums, 3)] for r in recent]
+        data += [
+            [period_label(r.start, p.period), f"{r.count:,}", *_sums(p, r.sums, 3)] for r in recent
+        ]
         first = width * 0.25
         out.append(Paragraph(f"Last {len(recent)} periods", styles["h2"]))
-        out.append(_table(data, [first] + [(width - first) / (len(data[0]) - 1)] *
-                          (len(data[0]) - 1)))
+        out.append(
+            _table(data, [first] + [(width - first) / (len(data[0]) - 1)] * (len(data[0]) - 1))
+        )
     return out
 
 
 def build_pdf(
-    ds: Dataset, p: ReportParams, out_path: Path, progress: Progress, *,
+    ds: Dataset,
+    p: ReportParams,
+    out_path: Path,
+    progress: Progress,
+    *,
     max_group_pages: int = MAX_GROUP_PAGES,
 ) -> dict[str, Any]:
     """Build the PDF at `out_path`; returns a small JSON summary for the job result."""
@@ -542,24 +663,39 @@ def build_pdf(
         ["Measures", ", ".join(p.measures) or "row counts"],
         ["Time axis", f"{p.date_column} by {p.period}" if p.date_column else "none"],
     ]
-    meta_table = Table([[Paragraph(f"<b>{esc(k)}</b>", styles["body"]),
-                         Paragraph(esc(v), styles["body"])] for k, v in meta],
-                       colWidths=[32 * mm, pw - 62 * mm])
-    meta_table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.4, LINE),
-                                    ("TOPPADDING", (0, 0), (-1, -1), 4),
-                                    ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
+    meta_table = Table(
+        [
+            [Paragraph(f"<b>{esc(k)}</b>", styles["body"]), Paragraph(esc(v), styles["body"])]
+            for k, v in meta
+        ],
+        colWidths=[32 * mm, pw - 62 * mm],
+    )
+    meta_table.setStyle(
+        TableStyle(
+            [
+                ("LINEBELOW", (0, 0), (-1, -1), 0.4, LINE),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ]
+        )
+    )
     story += [meta_table, NextPageTemplate("portrait"), PageBreak()]
 
-    story += [Paragraph("Summary", styles["h1"]), _kpi_cards(summary, p, styles, pw),
-              Spacer(1, 10)]
+    story += [Paragraph("Summary", styles["h1"]), _kpi_cards(summary, p, styles, pw), Spacer(1, 10)]
     if p.measures:
         story += [_totals_table(summary, p, pw), Spacer(1, 12)]
     if summary.trend:
         labels = [period_label(r.start, p.period) for r in summary.trend]
         series = {m: [r.sums[j] for r in summary.trend] for j, m in enumerate(p.measures[:2])}
-        story.append(charts.line_chart(
-            labels, series or {"rows": [float(r.count) for r in summary.trend]},
-            title=f"Trend by {p.period}", width=pw, height=210))
+        story.append(
+            charts.line_chart(
+                labels,
+                series or {"rows": [float(r.count) for r in summary.trend]},
+                title=f"Trend by {p.period}",
+                width=pw,
+                height=210,
+            )
+        )
     for column in p.group_by:
         table = summary.groups[column]
         metric = p.measures[0] if p.measures else "rows"
@@ -567,51 +703,89 @@ def build_pdf(
         values = [(r.sums[0] if p.measures else r.count) or 0.0 for r in top]
         block: list[Flowable] = [Paragraph(f"By {esc(column)}", styles["h1"])]
         if top:
-            block.append(charts.bar_chart(
-                [display(r.key) for r in top], values,
-                title=f"{metric.capitalize()} by {column}: top {len(top)}", width=pw,
-                height=max(120, 40 + 15 * len(top))))
+            block.append(
+                charts.bar_chart(
+                    [display(r.key) for r in top],
+                    values,
+                    title=f"{metric.capitalize()} by {column}: top {len(top)}",
+                    width=pw,
+                    height=max(120, 40 + 15 * len(top)),
+                )
+            )
         shares = [(r.sums[0] if p.measures else r.count) or 0.0 for r in table.rows]
         if sum(v for v in shares if v > 0) > 0:  # a pie of nothing (or of losses) says nothing
-            block += [Spacer(1, 6), charts.pie_chart(
-                [display(r.key) for r in table.rows], shares, title=f"Share of {metric}",
-                width=pw, height=170)]
+            block += [
+                Spacer(1, 6),
+                charts.pie_chart(
+                    [display(r.key) for r in table.rows],
+                    shares,
+                    title=f"Share of {metric}",
+                    width=pw,
+                    height=170,
+                ),
+            ]
         story.append(KeepTogether(block))
         story.append(Spacer(1, 8))
-        note = (f"{table.total_groups:,} groups" + (
+        note = f"{table.total_groups:,} groups" + (
             f"; the {min(len(table.rows), MAX_TABLE_GROUPS):,} largest are listed"
-            if table.total_groups > MAX_TABLE_GROUPS else ""))
-        story += [Paragraph(note, styles["note"]), Spacer(1, 4),
-                  _group_table(table, summary, p, pw)]
+            if table.total_groups > MAX_TABLE_GROUPS
+            else ""
+        )
+        story += [
+            Paragraph(note, styles["note"]),
+            Spacer(1, 4),
+            _group_table(table, summary, p, pw),
+        ]
     if summary.trend:
-        story += [CondPageBreak(200), Paragraph(f"Trend by {esc(p.period)}", styles["h1"]),
-                  _trend_table(summary.trend, p, pw)]
+        story += [
+            CondPageBreak(200),
+            Paragraph(f"Trend by {esc(p.period)}", styles["h1"]),
+            _trend_table(summary.trend, p, pw),
+        ]
 
     total_groups = summary.groups[p.group_by[0]].total_groups if p.group_by else 0
     for rank, item in enumerate(items, start=1):
-        story += _breakdown_page(item, summary, p, styles, pw,
-                                 caption=f"Breakdown by {p.group_by[0]}, {rank} of "
-                                         f"{len(items):,} (of {total_groups:,} groups, "
-                                         "largest first)")
+        story += _breakdown_page(
+            item,
+            summary,
+            p,
+            styles,
+            pw,
+            caption=f"Breakdown by {p.group_by[0]}, {rank} of "
+            f"{len(items):,} (of {total_groups:,} groups, "
+            "largest first)",
+        )
 
     detail_limit = min(p.detail_rows, summary.rows)
     names, widths, right = _detail_layout(ds, lengths, lw)
     tail: Iterator[Flowable] = iter(())
-    rows_per_page = int((landscape(A4)[1] - 2 * MARGIN - 8 - DETAIL_HEADER_HEIGHT)
-                        // DETAIL_ROW_HEIGHT)
+    rows_per_page = int(
+        (landscape(A4)[1] - 2 * MARGIN - 8 - DETAIL_HEADER_HEIGHT) // DETAIL_ROW_HEIGHT
+    )
     if detail_limit > 0 and names:
         omitted = [c for c in ds.columns if c not in names]
-        story += [NextPageTemplate("landscape"), PageBreak(),
-                  Paragraph("Detail rows", styles["h1"]),
-                  Paragraph(
-                      f"The first {detail_limit:,} of {summary.rows:,} rows, in dataset order."
-                      + (f" Columns not shown for width: {esc(', '.join(omitted))}."
-                         if omitted else ""), styles["note"]),
-                  Spacer(1, 6)]
+        story += [
+            NextPageTemplate("landscape"),
+            PageBreak(),
+            Paragraph("Detail rows", styles["h1"]),
+            Paragraph(
+                f"The first {detail_limit:,} of {summary.rows:,} rows, in dataset order."
+                + (f" Columns not shown for width: {esc(', '.join(omitted))}." if omitted else ""),
+                styles["note"],
+            ),
+            Spacer(1, 6),
+        ]
         tail = _detail_flowables(
-            ds, names, widths, right, detail_limit, rows_per_page,
-            lambda done: advance(detail=done / detail_limit,
-                                 message=f"Detail rows {done:,} of {detail_limit:,}"))
+            ds,
+            names,
+            widths,
+            right,
+            detail_limit,
+            rows_per_page,
+            lambda done: advance(
+                detail=done / detail_limit, message=f"Detail rows {done:,} of {detail_limit:,}"
+            ),
+        )
 
     # Layout and detail rows share one monotonic range: the story's head is laid out while
     # the first detail pages are already being fetched.
@@ -621,14 +795,17 @@ def build_pdf(
     head_weight = 0.45 if detail_limit else 1.0
     progress.stage(30, 99, "Laying out pages")
 
-    def advance(*, head: float | None = None, detail: float | None = None,
-                message: str = "") -> None:
+    def advance(
+        *, head: float | None = None, detail: float | None = None, message: str = ""
+    ) -> None:
         if head is not None:
             state["head"] = max(state["head"], head)
         if detail is not None:
             state["detail"] = max(state["detail"], detail)
-        progress.update(head_weight * state["head"] + (1 - head_weight) * state["detail"],
-                        message or f"Laying out pages ({doc.page} so far)")
+        progress.update(
+            head_weight * state["head"] + (1 - head_weight) * state["detail"],
+            message or f"Laying out pages ({doc.page} so far)",
+        )
 
     def on_flowable() -> None:
         advance(head=min(1.0, next(counter) / head_count))

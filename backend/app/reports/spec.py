@@ -30,7 +30,17 @@ from app.reports.datasets import (
 ReportType = Literal["pdf", "excel", "analysis"]
 Period = Literal["day", "week", "month", "quarter", "year"]
 FilterOp = Literal[
-    "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "between", "contains", "is_null",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "not_in",
+    "between",
+    "contains",
+    "is_null",
     "not_null",
 ]
 Scalar = str | int | float | bool
@@ -216,9 +226,7 @@ def filter_sql(filters: list[dict[str, Any]], columns: dict[str, str]) -> str:
             parts.append(f"{col} {'NOT IN' if op == 'not_in' else 'IN'} ({items})")
         elif op == "between":
             if not isinstance(value, list) or len(value) != 2:
-                raise InvalidReportRequest(
-                    f"filter on {column!r}: 'between' needs [low, high]"
-                )
+                raise InvalidReportRequest(f"filter on {column!r}: 'between' needs [low, high]")
             low, high = (_literal(column, kind, v) for v in value)
             parts.append(f"{col} BETWEEN {low} AND {high}")
         elif op == "contains":
@@ -249,8 +257,11 @@ def validate_request(
     """
     if not columns:
         raise InvalidReportRequest("the dataset has no columns")
-    demo = DEMO_DATASETS.get(request.dataset.name) if isinstance(
-        request.dataset, DemoDatasetRef) else None
+    demo = (
+        DEMO_DATASETS.get(request.dataset.name)
+        if isinstance(request.dataset, DemoDatasetRef)
+        else None
+    )
 
     if request.group_by is None:
         group_by = list(demo.group_by) if demo else []

@@ -43,10 +43,14 @@ class DatasetRead(BaseModel):
     @classmethod
     def from_row(cls, dataset: Dataset) -> DatasetRead:
         return cls(
-            dataset_id=dataset.id, name=dataset.name, format=dataset.format,
-            size_bytes=dataset.size_bytes, row_count=dataset.row_count,
-            columns=[ColumnRead(name=n, type=t, kind=column_kind(t))
-                     for n, t in dataset.columns.items()],
+            dataset_id=dataset.id,
+            name=dataset.name,
+            format=dataset.format,
+            size_bytes=dataset.size_bytes,
+            row_count=dataset.row_count,
+            columns=[
+                ColumnRead(name=n, type=t, kind=column_kind(t)) for n, t in dataset.columns.items()
+            ],
             created_at=dataset.created_at,
         )
 
@@ -71,8 +75,13 @@ def upload_dataset(
     settings = get_settings()
     try:
         dataset = dataset_store.save_upload(
-            settings=settings, session=session, owner=user, source=file.file,
-            filename=file.filename or "", name=name)
+            settings=settings,
+            session=session,
+            owner=user,
+            source=file.file,
+            filename=file.filename or "",
+            name=name,
+        )
     except dataset_store.DatasetRejected as exc:
         raise HTTPException(exc.status_code, detail=exc.message) from None
     try:
@@ -91,17 +100,18 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DatasetList:
-    items, total = dataset_store.list_owned(session=session, owner_id=user.id, limit=limit,
-                                            offset=offset)
-    return DatasetList(items=[DatasetRead.from_row(d) for d in items], total=total,
-                       limit=limit, offset=offset)
+    items, total = dataset_store.list_owned(
+        session=session, owner_id=user.id, limit=limit, offset=offset
+    )
+    return DatasetList(
+        items=[DatasetRead.from_row(d) for d in items], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead)
 def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> DatasetRead:
     try:
-        dataset = dataset_store.get_owned(session=session, owner_id=user.id,
-                                          dataset_id=dataset_id)
+        dataset = dataset_store.get_owned(session=session, owner_id=user.id, dataset_id=dataset_id)
     except dataset_store.DatasetNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
     return DatasetRead.from_row(dataset)
@@ -110,8 +120,9 @@ def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Data
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Response:
     try:
-        path = dataset_store.delete_owned(settings=get_settings(), session=session,
-                                          owner_id=user.id, dataset_id=dataset_id)
+        path = dataset_store.delete_owned(
+            settings=get_settings(), session=session, owner_id=user.id, dataset_id=dataset_id
+        )
     except dataset_store.DatasetNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
     session.commit()

@@ -45,8 +45,13 @@ def upload_document(
     to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs."""
     settings = get_settings()
     try:
-        document = store.save_upload(settings=settings, session=session, owner=user,
-                                     source=file.file, filename=file.filename or "")
+        document = store.save_upload(
+            settings=settings,
+            session=session,
+            owner=user,
+            source=file.file,
+            filename=file.filename or "",
+        )
     except DocumentRejected as exc:
         raise HTTPException(exc.status_code, detail=exc.message) from None
     try:
@@ -71,8 +76,9 @@ def list_documents(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DocumentList:
     items, total = store.list_owned(session=session, owner=user, limit=limit, offset=offset)
-    return DocumentList(items=[DocumentRead.from_row(d) for d in items], total=total,
-                        limit=limit, offset=offset)
+    return DocumentList(
+        items=[DocumentRead.from_row(d) for d in items], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/{document_id}", response_model=DocumentRead)
@@ -94,8 +100,7 @@ def delete_document(document_id: str, session: SessionDep, user: CurrentUser) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{document_id}/ocr", status_code=status.HTTP_202_ACCEPTED,
-             response_model=JobAccepted)
+@router.post("/{document_id}/ocr", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 def start_ocr(
     document_id: str,
     session: SessionDep,
@@ -109,8 +114,9 @@ def start_ocr(
     return _start(session, user, document, "ocr", extra)
 
 
-@router.post("/{document_id}/thumbnails", status_code=status.HTTP_202_ACCEPTED,
-             response_model=JobAccepted)
+@router.post(
+    "/{document_id}/thumbnails", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted
+)
 def start_thumbnails(
     document_id: str,
     session: SessionDep,

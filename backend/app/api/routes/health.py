@@ -46,8 +46,9 @@ def required_backend(dispatcher: Dispatcher) -> str:
 def _backend_check(request: Request, dispatcher: Dispatcher, name: str) -> CheckResult:
     backend = dispatcher.backends.get(name)
     if backend is None:
-        return CheckResult(name=name, ok=False,
-                           detail=f"JOB_BACKEND needs {name} but it is not configured")
+        return CheckResult(
+            name=name, ok=False, detail=f"JOB_BACKEND needs {name} but it is not configured"
+        )
     if name == "local":
         executor = getattr(request.app.state, "executor", None)
         if executor is not None and executor.alive == 0:
@@ -63,8 +64,9 @@ def ready(request: Request) -> JSONResponse:
     dispatcher = get_dispatcher()
     backend = required_backend(dispatcher)
     checks = [
-        check_database(engine=get_engine(dispatcher.settings.DATABASE_URL),
-                       timeout=DB_TIMEOUT_SECONDS),
+        check_database(
+            engine=get_engine(dispatcher.settings.DATABASE_URL), timeout=DB_TIMEOUT_SECONDS
+        ),
         _backend_check(request, dispatcher, backend),
     ]
     failing = [check.name for check in checks if not check.ok]
@@ -72,8 +74,7 @@ def ready(request: Request) -> JSONResponse:
         "status": "unavailable" if failing else "ok",
         "backend": backend,
         "checks": {
-            check.name: {"ok": check.ok, "detail": check.detail,
-                         "seconds": round(check.seconds, 4)}
+            check.name: {"ok": check.ok, "detail": check.detail, "seconds": round(check.seconds, 4)}
             for check in checks
         },
     }
