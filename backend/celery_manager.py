@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app.core.config import get_settings
-from app.jobs.registry import QUEUES, REPORTS_QUEUE
+from app.core.queues import QUEUES, REPORTS_QUEUE
 
 CELERY_APP = "app.core.celery_app:celery_app"
 
@@ -112,9 +112,9 @@ def cmd_flower(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
-    from app.core.db import session_scope
+    from app.db.session import session_scope
     from app.jobs.dispatch import Dispatcher
-    from app.models import ReportJob
+    from app.jobs.models import ReportJob
 
     settings = get_settings()
     dispatcher = Dispatcher(settings)

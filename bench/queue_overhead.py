@@ -174,11 +174,11 @@ class Ours:
     def __init__(
         self, concurrency: int, redis_url: str, database_url: str, tmp: Path, redis_pid: int
     ) -> None:
-        from app.core import migrations
         from app.core.config import Settings, set_settings
-        from app.core.db import session_scope
+        from app.db import migrations
+        from app.db.session import session_scope
         from app.jobs.dispatch import Dispatcher, set_dispatcher
-        from app.models import User
+        from app.users.models import User
 
         values = {
             "ENVIRONMENT": "prod",
@@ -205,9 +205,10 @@ class Ours:
     def batch(self, n: int) -> None:
         from sqlalchemy import func, select
 
-        from app.core.db import session_scope
+        from app.db.session import session_scope
+        from app.jobs.models import ReportJob
         from app.jobs.submit import accept_job
-        from app.models import ReportJob, User
+        from app.users.models import User
 
         before = self.meter.sample()
         start = time.perf_counter()

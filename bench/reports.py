@@ -42,15 +42,13 @@ import numpy as np  # noqa: E402
 
 from app.core.config import Settings  # noqa: E402
 from app.jobs.context import JobContext  # noqa: E402
-from app.reports import analysis, dataset_store, excel, heavy  # noqa: E402
-from app.reports.datasets import demo_sql, open_dataset, sniff_file  # noqa: E402
-from app.reports.spec import (  # noqa: E402
-    HeavyReportRequest,
-    Progress,
-    ReportParams,
-    columns_of_demo,
-    validate_request,
-)
+from app.reports import analysis, dataset_store, excel, heavy, queries, value_format  # noqa: E402
+from app.reports.datasets import open_dataset, sniff_file  # noqa: E402
+from app.reports.demo_datasets import columns_of_demo, demo_sql  # noqa: E402
+from app.reports.params import ReportParams  # noqa: E402
+from app.reports.progress import Progress  # noqa: E402
+from app.reports.schemas import HeavyReportRequest  # noqa: E402
+from app.reports.validation import validate_request  # noqa: E402
 
 
 def _params(kind: str, rows: int, **extra: Any) -> dict[str, Any]:
@@ -174,7 +172,7 @@ def rss_child(rows: int) -> None:
     modules (runner, database, models) are imported first: a real worker carries them."""
     import importlib
 
-    for module in ("app.jobs.runner", "app.jobs.service", "app.core.db"):
+    for module in ("app.jobs.runner", "app.jobs.service", "app.db.session"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -265,10 +263,10 @@ def bench_pdf(tmp: Path, rows: int) -> float:
     # The baseline gets the same per-group figures precomputed (not timed).
     p = ReportParams.from_params(params)
     with open_dataset(p.source) as ds:
-        items = analysis.breakdown(ds, p, top=200)
+        items = queries.breakdown(ds, p, top=200)
     content = []
     for item in items:
-        labels = [analysis.period_label(r.start, "month") for r in item.trend]
+        labels = [value_format.period_label(r.start, "month") for r in item.trend]
         series = [[float(r.sums[j] or 0) for r in item.trend] for j in range(2)]
         table = [
             [str(r.key), f"{r.count:,}", f"{r.sums[0]:,.2f}", f"{r.sums[1]:,.2f}"]

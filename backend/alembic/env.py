@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 from app.core.config import get_settings
-from app.core.db import make_engine
-from app.models import Base
+from app.db.all_models import metadata
+from app.db.session import make_engine
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from app.core.db import session_scope
-    from app.users import create_token
+    from app.db.session import session_scope
+    from app.users.store import create_token
 
     with session_scope() as session:
         token = create_token(session=session, name=args.name, admin=args.admin, email=args.email)
@@ -25,8 +25,8 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from app.core import migrations
     from app.core.config import get_settings
+    from app.db import migrations
 
     migrations.upgrade(get_settings().DATABASE_URL, args.revision)
     return 0

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api.errors import BodySizeLimit, install_error_handlers
 from app.api.routes import datasets, documents, health, notifications, reports
 from app.api.routes import metrics as metrics_route
-from app.core import metrics
+from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings, set_settings
 from app.core.logging import configure_logging
 from app.jobs.dispatch import Dispatcher, set_dispatcher
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before the executor starts: its worker processes inherit the metrics directory.
-        metrics.setup_multiprocess(settings)
+        metrics_multiprocess.setup_multiprocess(settings)
         configure_logging(settings)
         executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
         dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)

@@ -26,11 +26,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from app.core import migrations
 from app.core.config import Settings, set_settings
-from app.core.db import session_scope
+from app.db import migrations
+from app.db.session import session_scope
 from app.main import create_app
-from app.users import create_token
+from app.users.store import create_token
 
 if TYPE_CHECKING:
     from tests.infra import RedisServer  # infra imports this module
@@ -103,7 +103,7 @@ def fresh_database(kind: str, directory: Path, *, migrate: bool = True) -> Fresh
         url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
         def drop() -> None:
-            from app.core.db import forget_engines
+            from app.db.session import forget_engines
 
             forget_engines(url)
             _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from app.core.config import Settings
-from app.jobs.registry import QUEUES
+from app.core.queues import QUEUES
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 ROOT = BACKEND_DIR.parent

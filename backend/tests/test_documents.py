@@ -19,8 +19,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy.orm import Session
 
+from app.api.errors import status_of
 from app.core.config import Settings
-from app.core.db import session_scope
+from app.db.session import session_scope
 from app.documents.jobs import run_ocr, run_thumbnails
 from app.documents.models import Document
 from app.documents.sniff import (
@@ -30,10 +31,11 @@ from app.documents.sniff import (
     inspect_document,
     sniff_mime,
 )
-from app.documents.store import UploadTooLarge, absolute_path, save_upload
+from app.documents.store import absolute_path, save_upload
 from app.jobs.context import JobContext
 from app.jobs.errors import JobCancelled, PermanentJobError
-from app.models import User
+from app.uploads.store import UploadTooLarge
+from app.users.models import User
 from tests.conftest import DATABASES, Service, running_service
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -136,7 +138,7 @@ def test_other_types_are_refused_with_415(tmp_path: Path, content: bytes, what: 
     path.write_bytes(content)
     with pytest.raises(UnsupportedDocumentType) as excinfo:
         inspect_document(path, max_pages=10)
-    assert excinfo.value.status_code == 415
+    assert status_of(excinfo.value) == 415
     assert what in excinfo.value.message and "PDF, PNG, JPEG or TIFF" in excinfo.value.message
 
 
@@ -152,7 +154,7 @@ def test_corrupt_files_are_refused_with_422(tmp_path: Path) -> None:
     for path in (bad_pdf, truncated_png, jpeg_header_only):
         with pytest.raises(CorruptDocument) as excinfo:
             inspect_document(path, max_pages=10)
-        assert excinfo.value.status_code == 422
+        assert status_of(excinfo.value) == 422
         assert "corrupt" in excinfo.value.message or "decodes as" in excinfo.value.message
 
 

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.cli_submit import add_submit_parser, render_bar, run_submit
-from app.reports.datasets import demo_arrays
+from app.reports.demo_datasets import demo_arrays
 from tests.conftest import Service
 
 ROWS = 3_000

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from app.core.config import Settings, get_settings
-from app.core.db import session_scope
 from app.core.logging import current_job, job_log_context, make_handler
-from app.jobs import service as job_service
+from app.db.session import session_scope
 from app.jobs.context import JobContext, JobOutput
 from app.jobs.registry import KINDS, JobKind
 from app.jobs.runner import run_job
-from app.models import User
+from app.jobs.store import rows
+from app.users.models import User
 
 LOGGER = "tests.joblog"
 
@@ -125,7 +125,7 @@ def test_run_job_tags_the_handler_lines(
         owner = User(name="log-owner")
         session.add(owner)
         session.flush()
-        job = job_service.create_job(
+        job = rows.create_job(
             session=session,
             owner=owner,
             job_type="logtest",

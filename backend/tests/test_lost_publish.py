@@ -17,14 +17,17 @@ import redis
 from kombu import Connection
 
 from app.core.config import Settings, set_settings
-from app.core.db import session_scope
-from app.jobs import service
+from app.db.base import utcnow
+from app.db.session import session_scope
 from app.jobs.backends import celery_backend
 from app.jobs.dispatch import Dispatcher, set_dispatcher
+from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
 from app.jobs.relay import relay_once
+from app.jobs.states import JobStatus
+from app.jobs.store import rows
 from app.jobs.submit import accept_job
-from app.models import JobStatus, ReportJob, User, utcnow
+from app.users.models import User
 from tests.conftest import make_settings
 from tests.infra import RedisServer
 
@@ -159,7 +162,7 @@ def test_an_rq_job_whose_hash_is_gone_is_resent(brokers: tuple[Settings, Dispatc
         session.add(owner)
         session.flush()
         jobs = [
-            service.create_job(
+            rows.create_job(
                 session=session,
                 owner=owner,
                 job_type="dummy",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core import metrics
+from app.core import metrics, metrics_multiprocess
 from tests.conftest import Service
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ _MULTIPROCESS_SCRIPT = r"""
 import json, multiprocessing as mp, os, signal, socket, sys, time, urllib.request
 from pathlib import Path
 
-from app.core import metrics
+from app.core import metrics, metrics_multiprocess, metrics_server
 from app.core.config import Settings
 
 def record(n, leave_active, ready=None, hold=None):
@@ -132,7 +132,7 @@ def main():
 
     settings = Settings(ENVIRONMENT="test", VAR_DIR=root, STORAGE_ROOT=root,
                         _env_file=None)
-    instance = metrics.setup_multiprocess(settings)
+    instance = metrics_multiprocess.setup_multiprocess(settings)
     out = {"instance": str(instance), "env": os.environ["PROMETHEUS_MULTIPROC_DIR"],
            "stale_gone": not (instance / "counter_1.db").exists(),
            "dead_sibling_gone": not (base / f"{host}-999999999").exists()}
@@ -161,21 +161,22 @@ def main():
 
     hold_a.set()
     a.join(10)
-    metrics.mark_process_dead(a.pid)  # what the executor's supervisor does
+    metrics_multiprocess.mark_process_dead(a.pid)  # what the executor's supervisor does
     out["after_exit"] = snapshot()
 
-    out["server"] = metrics.start_worker_metrics_server(port, addr="127.0.0.1")
+    out["server"] = metrics_server.start_worker_metrics_server(port, addr="127.0.0.1")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         served = resp.read().decode()
     out["served_completed"] = value(served, "report_jobs_total", status="completed",
                                     job_type="dummy", queue="reports")
     # A second server on a busy port is refused quietly (the worker keeps running).
-    metrics.stop_worker_metrics_server()
+    metrics_server.stop_worker_metrics_server()
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
-    out["busy_port"] = metrics.start_worker_metrics_server(blocker.getsockname()[1], "127.0.0.1")
-    metrics.teardown_multiprocess()
+    out["busy_port"] = metrics_server.start_worker_metrics_server(blocker.getsockname()[1],
+                                                                 "127.0.0.1")
+    metrics_multiprocess.teardown_multiprocess()
     out["dir_removed"] = not instance.exists()
     print("RESULT " + json.dumps(out))
 
@@ -189,7 +190,7 @@ def test_counts_aggregate_across_spawned_and_forked_processes(tmp_path: Path) ->
 
     script = tmp_path / "record.py"
     script.write_text(textwrap.dedent(_MULTIPROCESS_SCRIPT))
-    env = {k: v for k, v in os.environ.items() if k != metrics.ENV_VAR}
+    env = {k: v for k, v in os.environ.items() if k != metrics_multiprocess.ENV_VAR}
     env["PYTHONPATH"] = str(BACKEND_DIR)
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "root"), str(free_port())],

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app.core import migrations
-from app.models import Base
+from app.db import migrations
+from app.db.all_models import metadata
 from tests.conftest import fresh_database
 
 
@@ -23,7 +23,7 @@ def test_upgrade_from_empty_matches_models_and_downgrades(db_kind: str, tmp_path
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             assert {"users", "api_tokens", "report_jobs", "alembic_version"} <= tables
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
             assert diff == [], diff
         migrations.downgrade(database.url, "base")
         with engine.connect() as conn:

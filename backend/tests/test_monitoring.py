@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from app.core import metrics
+from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings
-from app.core.db import session_scope
-from app.models import JobStatus, ReportJob, User
+from app.db.session import session_scope
+from app.jobs.models import ReportJob
+from app.jobs.states import JobStatus
 from app.monitoring import daily_stats, health, system
 from app.monitoring.models import DailyStats
+from app.users.models import User
 from tests.conftest import Service
 from tests.infra import RedisServer
 from tests.server import free_port
@@ -400,4 +402,5 @@ def test_daily_report_matches_jobs_that_ran(service: Service, auth: dict[str, st
     assert failure["count"] == sum(1 for r in rows if r.error and "gave up" in r.error)
     with session_scope() as session:
         assert session.get(DailyStats, today) is not None
-    assert metrics.multiprocess_dir() is not None  # the service made this process an instance
+    # The service made this process an instance.
+    assert metrics_multiprocess.multiprocess_dir() is not None

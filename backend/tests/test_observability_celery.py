@@ -48,7 +48,7 @@ def worker_metrics(stack: Stack) -> str:
         except OSError:
             time.sleep(0.2)
     pytest.fail(
-        f"worker metrics endpoint {url} not reachable: is metrics.install_celery_hooks()"
+        f"worker metrics endpoint {url} not reachable: is metrics_celery.install_celery_hooks()"
         f" called in app/core/celery_app.py? Log tail:\n{worker.log()[-2000:]}"
     )
 

@@ -11,11 +11,13 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.core.config import set_settings
-from app.core.db import session_scope
-from app.core.prepared import PreparedStatement
-from app.jobs import service
-from app.jobs.states import JOBS
-from app.models import ReportJob, User, UTCDateTime, utcnow
+from app.db.base import UTCDateTime, utcnow
+from app.db.prepared import PreparedStatement
+from app.db.session import session_scope
+from app.jobs.models import ReportJob
+from app.jobs.store import rows
+from app.jobs.store.transitions import JOBS
+from app.users.models import User
 from tests.conftest import _admin_exec, fresh_database, make_settings
 
 
@@ -24,7 +26,7 @@ def _job() -> str:
         user = User(name=f"u-{utcnow().timestamp()}")
         session.add(user)
         session.flush()
-        job = service.create_job(
+        job = rows.create_job(
             session=session, owner=user, job_type="dummy", params={"a": 1}, max_attempts=3
         )
         return job.id

@@ -6,7 +6,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from app.jobs.backends import redis_transport
+from app.core import redis_transport
 from tests.infra import RedisServer
 
 QUEUE = Queue("transport-test", Exchange("transport-test"), routing_key="transport-test")

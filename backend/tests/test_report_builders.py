@@ -28,15 +28,13 @@ from app.core.config import Settings
 from app.jobs.context import JobContext
 from app.jobs.errors import JobCancelled, PermanentJobError
 from app.reports import datasets, excel, heavy
-from app.reports.datasets import demo_arrays, open_dataset, sniff_file
-from app.reports.spec import (
-    HeavyReportRequest,
-    InvalidReportRequest,
-    Progress,
-    ReportParams,
-    columns_of_demo,
-    validate_request,
-)
+from app.reports.datasets import open_dataset, sniff_file
+from app.reports.demo_datasets import columns_of_demo, demo_arrays
+from app.reports.errors import InvalidReportRequest
+from app.reports.params import ReportParams
+from app.reports.progress import Progress
+from app.reports.schemas import HeavyReportRequest
+from app.reports.validation import validate_request
 
 SALES = columns_of_demo("sales")
 
@@ -196,7 +194,7 @@ def test_defaults_are_made_explicit_in_the_params() -> None:
 def test_filter_shorthand_and_values_become_safe_sql(tmp_path: Path) -> None:
     params = demo_params("analysis", 5_000, filters={"region": ["North", "It's"]})
     assert params["filters"] == [{"column": "region", "op": "in", "value": ["North", "It's"]}]
-    from app.reports.spec import filter_sql
+    from app.reports.queries import filter_sql
 
     sql = filter_sql(params["filters"], SALES)
     assert sql == "(\"region\" IN ('North', 'It''s'))"

@@ -9,15 +9,19 @@ import pytest
 from sqlalchemy import select
 
 from app.core.config import get_settings, set_settings
-from app.core.db import session_scope
 from app.core.security import hash_token
-from app.jobs import hooks, service
+from app.db.base import utcnow
+from app.db.session import session_scope
+from app.jobs import followups
 from app.jobs.dispatch import Dispatcher, set_dispatcher
+from app.jobs.models import ReportJob
 from app.jobs.relay import relay_once
 from app.jobs.runner import run_job
-from app.jobs.states import ALLOWED, IllegalTransition, check, transition
-from app.models import ApiToken, JobStatus, ReportJob, User, utcnow
-from app.users import create_token, user_for_token
+from app.jobs.states import ALLOWED, IllegalTransition, JobStatus, check
+from app.jobs.store import reads, rows, sweeps, worker
+from app.jobs.store.transitions import transition
+from app.users.models import ApiToken, User
+from app.users.store import create_token, user_for_token
 
 S = JobStatus
 
@@ -29,7 +33,7 @@ def _new_job(
         user = User(name=f"u-{utcnow().timestamp()}", email=email)
         session.add(user)
         session.flush()
-        job = service.create_job(
+        job = rows.create_job(
             session=session,
             owner=user,
             job_type="dummy",
@@ -72,19 +76,19 @@ def test_transition_is_compare_and_set(database_url: str) -> None:
 def test_only_one_claim_wins(database_url: str) -> None:
     job_id = _new_job()
     stale = utcnow() - timedelta(seconds=60)
-    assert service.claim(job_id=job_id, worker="a", stale_before=stale)
-    assert service.claim(job_id=job_id, worker="b", stale_before=stale) is None
+    assert worker.claim(job_id=job_id, worker="a", stale_before=stale)
+    assert worker.claim(job_id=job_id, worker="b", stale_before=stale) is None
     job = _job(job_id)
     assert (job.status, job.attempts, job.worker) == (S.STARTED, 1, "a")
 
 
 def test_stale_started_job_can_be_taken_over(database_url: str) -> None:
     job_id = _new_job()
-    service.claim(job_id=job_id, worker="dead", stale_before=utcnow())
+    worker.claim(job_id=job_id, worker="dead", stale_before=utcnow())
     fresh = utcnow() - timedelta(seconds=60)
-    assert service.claim(job_id=job_id, worker="b", stale_before=fresh) is None
+    assert worker.claim(job_id=job_id, worker="b", stale_before=fresh) is None
     later = utcnow() + timedelta(seconds=1)
-    taken = service.claim(job_id=job_id, worker="b", stale_before=later)
+    taken = worker.claim(job_id=job_id, worker="b", stale_before=later)
     assert taken is not None and taken.attempts == 2
 
 
@@ -104,7 +108,7 @@ def test_run_job_twice_runs_once_and_writes_one_artifact(database_url: str) -> N
 def test_cancelled_job_is_never_run(database_url: str) -> None:
     job_id = _new_job()
     with session_scope() as session:
-        service.cancel_job(session=session, job=session.get(ReportJob, job_id))  # type: ignore[arg-type]
+        reads.cancel_job(session=session, job=session.get(ReportJob, job_id))  # type: ignore[arg-type]
     assert run_job(job_id).status == "skipped"
     assert _job(job_id).status == S.CANCELLED
 
@@ -127,10 +131,10 @@ def test_reaper_requeues_then_fails_poison_jobs(database_url: str) -> None:
     job_id = _new_job()
     max_attempts = get_settings().max_attempts
     for attempt in range(1, max_attempts + 1):
-        job = service.claim(job_id=job_id, worker="w", stale_before=utcnow())
+        job = worker.claim(job_id=job_id, worker="w", stale_before=utcnow())
         assert job is not None and job.attempts == attempt
         with session_scope() as session:
-            requeued, failed = service.requeue_stale(
+            requeued, failed = sweeps.requeue_stale(
                 session=session, stale_before=utcnow() + timedelta(seconds=1)
             )
         if attempt < max_attempts:
@@ -169,7 +173,7 @@ def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: st
         session.add(user)
         session.flush()
         jobs = {
-            name: service.create_job(
+            name: rows.create_job(
                 session=session,
                 owner=user,
                 job_type="dummy",
@@ -183,7 +187,7 @@ def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: st
         for name in ("old", "local"):
             session.get(ReportJob, jobs[name]).queued_at = old  # type: ignore[union-attr]
     with session_scope() as session:
-        found = service.queued_on_brokers(
+        found = sweeps.queued_on_brokers(
             session=session, queued_before=utcnow() - timedelta(hours=1)
         )
     # Local jobs live in the database itself: nothing to re-send.
@@ -228,7 +232,7 @@ def test_a_notice_survives_a_worker_dying_right_after_the_completion(
     set_dispatcher(dispatcher)
     try:
         # The worker is killed after its commit, before it publishes the notice.
-        monkeypatch.setattr(hooks, "send_notice", lambda job_id, notice_id: None)
+        monkeypatch.setattr(followups, "publish", lambda job_id, notice_id: None)
         job_id, owner_id = _job_asking_for_a_notice("owner@example.com")
         assert run_job(job_id).status == "completed"
         (notice,) = _notices(owner_id)

@@ -9,9 +9,9 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from app.core.db import session_factory
-from app.models import User
-from app.users import user_for_token
+from app.db.session import session_factory
+from app.users.models import User
+from app.users.store import user_for_token
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -10,6 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    GoneError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+
 
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
@@ -30,8 +40,32 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": message, "errors": errors})
 
 
+STATUS_OF: dict[type[DomainError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    GoneError: 410,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaError: 415,
+    InvalidInputError: 422,
+}
+"""The one mapping from a kind of domain error to its HTTP status."""
+
+
+def status_of(exc: DomainError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 422
+
+
+async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse(status_code=status_of(exc), content={"detail": exc.message})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DomainError, domain_error)
 
 
 class BodySizeLimit:

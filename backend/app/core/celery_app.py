@@ -14,12 +14,17 @@ from typing import Any
 
 from celery import Celery, signals
 from celery.schedules import crontab
-from kombu import Queue
+from kombu.entity import Queue
 
-from app.core import metrics
+from app.core import metrics_celery, redis_transport
 from app.core.config import Settings, get_settings
-from app.jobs.backends import redis_transport
-from app.jobs.registry import DEFAULT_QUEUE, KINDS, QUEUES, REPORTS_QUEUE
+from app.core.queues import (
+    DEFAULT_QUEUE,
+    DOCUMENTS_QUEUE,
+    NOTIFICATIONS_QUEUE,
+    QUEUES,
+    REPORTS_QUEUE,
+)
 
 TASK_MODULES = [
     "app.services.celery_report_tasks",
@@ -31,13 +36,14 @@ TASK_MODULES = [
 _REPORT_TASKS = "app.services.celery_report_tasks."
 _MONITORING_TASKS = "app.services.monitoring_tasks."
 
-
-def task_routes() -> dict[str, dict[str, str]]:
-    """Every job task goes to its kind's queue; housekeeping goes to `reports` or `celery`."""
-    routes = {kind.task_name: {"queue": kind.queue} for kind in KINDS.values()}
-    routes[_REPORT_TASKS + "cleanup_old_report_jobs"] = {"queue": REPORTS_QUEUE}
-    routes[_MONITORING_TASKS + "*"] = {"queue": DEFAULT_QUEUE}
-    return routes
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    _REPORT_TASKS + "*": {"queue": REPORTS_QUEUE},
+    "app.services.document_tasks.*": {"queue": DOCUMENTS_QUEUE},
+    "app.services.notification_tasks.*": {"queue": NOTIFICATIONS_QUEUE},
+    _MONITORING_TASKS + "*": {"queue": DEFAULT_QUEUE},
+}
+"""A task's queue is its module's, as the specification lays them out: a job kind's task is
+defined in the module of its queue (`app.services.task_base` checks this at import)."""
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -112,7 +118,7 @@ def create_celery(settings: Settings, *, publisher: bool = False) -> Celery:
         # Queues and routing.
         task_default_queue=DEFAULT_QUEUE,
         task_queues=[Queue(name) for name in QUEUES],
-        task_routes=task_routes(),
+        task_routes=TASK_ROUTES,
         task_create_missing_queues=False,
         # Observability (Flower needs events).
         task_track_started=True,
@@ -132,13 +138,13 @@ def create_celery(settings: Settings, *, publisher: bool = False) -> Celery:
 
 celery_app = create_celery(get_settings())
 # Worker metrics: multiprocess directory before the pool forks, an HTTP endpoint per worker.
-metrics.install_celery_hooks()
+metrics_celery.install_celery_hooks()
 
 
 @signals.worker_init.connect
 def _worker_init(**_: Any) -> None:
     """Import the database driver once, before the pool forks: children inherit it."""
-    from app.core.db import warm_up
+    from app.db.session import warm_up
 
     warm_up(connect=False)
 
@@ -147,7 +153,7 @@ def _worker_init(**_: Any) -> None:
 def _child_init(**_: Any) -> None:
     """A forked pool child must not reuse its parent's database connections; it opens its
     own before its first job (which would otherwise pay the connection set-up)."""
-    from app.core.db import dispose_engines, warm_up
+    from app.db.session import dispose_engines, warm_up
 
     dispose_engines()
     warm_up(connect=True)

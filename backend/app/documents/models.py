@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models import Base, new_id, utcnow
+from app.db.base import Base, new_id, utcnow
+from app.users.models import User
 
 
 class Document(Base):
@@ -19,7 +20,7 @@ class Document(Base):
     __table_args__ = (Index("ix_documents_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     filename: Mapped[str] = mapped_column(String(255))
     """As the client named it (display only; never used to build a path)."""
     mime_type: Mapped[str] = mapped_column(String(100))

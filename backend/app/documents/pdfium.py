@@ -53,7 +53,7 @@ def render_page(
                 scale *= (MAX_RENDER_PIXELS / pixels) ** 0.5
             bitmap = page.render(scale=scale, grayscale=grayscale, may_draw_forms=True)
             try:
-                image = bitmap.to_pil()
+                image: Image.Image = bitmap.to_pil()
                 # to_pil() may share memory with the bitmap: copy before the bitmap is freed.
                 image = image.copy()
             finally:

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from app.documents.models import Document
+from app.core.schemas import StrictModel
 from app.documents.thumbnails import MAX_THUMBNAIL_PAGES
-from app.schemas import JobAccepted, StrictModel
+from app.jobs.schemas import JobAccepted
 
 
 class DocumentRead(BaseModel):
-    document_id: str
+    """One document as its owner sees it, read from the row (`DocumentRead.model_validate`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    document_id: str = Field(validation_alias=AliasChoices("document_id", "id"))
     filename: str
     mime_type: str
     size_bytes: int
     pages: int
     sha256: str
     created_at: datetime
-
-    @classmethod
-    def from_row(cls, document: Document) -> DocumentRead:
-        return cls(
-            document_id=document.id,
-            filename=document.filename,
-            mime_type=document.mime_type,
-            size_bytes=document.size_bytes,
-            pages=document.pages,
-            sha256=document.sha256,
-            created_at=document.created_at,
-        )
 
 
 class DocumentUploaded(BaseModel):

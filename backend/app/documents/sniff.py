@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from app.core.errors import DomainError, InvalidInputError, UnsupportedMediaError
 from app.documents import pdfium
 
 PDF = "application/pdf"
@@ -44,26 +45,21 @@ PDF_HEADER_WINDOW = 1024
 """PDF readers accept `%PDF-` anywhere in the first 1 KiB (some scanners prepend junk)."""
 
 
-class DocumentRejected(Exception):
-    """An upload that cannot become a document; `status_code` is the HTTP answer."""
-
-    status_code = 422
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class DocumentRejected(DomainError):
+    """An upload that cannot become a document; each subclass is also the kind of mistake
+    (`app.core.errors`) that decides how the API answers."""
 
 
-class UnsupportedDocumentType(DocumentRejected):
-    status_code = 415
+class UnsupportedDocumentType(DocumentRejected, UnsupportedMediaError):
+    """The content is of a type we do not handle (whatever the file is called)."""
 
 
-class CorruptDocument(DocumentRejected):
-    status_code = 422
+class CorruptDocument(DocumentRejected, InvalidInputError):
+    """The type is one we handle, but the decoder cannot read the file."""
 
 
-class TooManyPages(DocumentRejected):
-    status_code = 422
+class TooManyPages(DocumentRejected, InvalidInputError):
+    """More pages than DOCUMENT_MAX_PAGES."""
 
 
 @dataclass(frozen=True)

@@ -1,124 +1,60 @@
-"""Storing an upload: stream it to the storage volume, check what it is, then keep it.
+"""Storing a document upload: what is specific to documents on top of `app.uploads.store`.
 
-The bytes go to a temporary file on the same volume (hashed and counted on the way, cut off
-at MAX_UPLOAD_BYTES), are sniffed and decoded there, and only then renamed into place and
-recorded. A refused upload leaves nothing behind.
+The upload store streams the bytes to a temporary file and keeps it only once it is
+accepted; a document is accepted when its content sniffs and decodes as one of the types
+we handle (`inspect_document`), within DOCUMENT_MAX_PAGES. The file is kept as sent, under
+the extension of its real type.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.files import TooLarge, copy_limited, display_name, fsync_dir, resolve_under
+from app.core.errors import NotFoundError
+from app.core.files import display_name
 from app.documents.models import Document
-from app.documents.sniff import DocumentRejected, inspect_document
-from app.models import User, new_id
+from app.documents.sniff import inspect_document
+from app.uploads.store import Kept, Received, UploadStore
+from app.users.models import User
 
 
-class UploadTooLarge(DocumentRejected):
-    status_code = 413
+class DocumentNotFound(NotFoundError):
+    """No such document for this caller (also for other users' documents)."""
+
+    def __init__(self, document_id: str) -> None:
+        super().__init__("No document with this id for this token.")
+        self.document_id = document_id
 
 
-class EmptyUpload(DocumentRejected):
-    status_code = 422
-
-
-class DocumentNotFound(LookupError):
-    pass
-
-
-def documents_root(settings: Settings) -> Path:
-    return settings.storage_root / "documents"
-
-
-def absolute_path(settings: Settings, document: Document) -> Path:
-    """Where the file is; refuses a row whose path would leave the storage root."""
-    return resolve_under(settings.storage_root, document.path, "document")
+documents = UploadStore(
+    Document, folder="documents", tmp_prefix="upload", not_found=DocumentNotFound
+)
+absolute_path = documents.absolute_path
 
 
 def save_upload(
     *, settings: Settings, session: Session, owner: User, source: BinaryIO, filename: str
 ) -> Document:
-    """Store the upload and add its row to `session` (the caller commits).
+    """Store the upload and add its row to `session` (commit with `documents.commit_saved`).
 
-    Raises `DocumentRejected` (413, 415 or 422) with a message for the client.
+    Raises `UploadTooLarge` or `EmptyUpload` (`app.uploads.store`), or a `DocumentRejected`,
+    each with a message for the client.
     """
-    document_id = new_id()
-    tmp_dir = settings.storage_root / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"upload-{uuid.uuid4().hex}.part"
-    try:
-        size, digest = _copy_limited(source, tmp, settings.MAX_UPLOAD_BYTES)
-        info = inspect_document(tmp, max_pages=settings.DOCUMENT_MAX_PAGES)
-        relative = Path("documents") / document_id[:2] / f"{document_id}{info.extension}"
-        final = settings.storage_root / relative
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    document = Document(
-        id=document_id,
-        owner_id=owner.id,
-        filename=_display_name(filename, info.extension),
-        mime_type=info.mime_type,
-        path=str(relative),
-        size_bytes=size,
-        pages=info.pages,
-        sha256=digest,
+
+    def accept(upload: Received) -> Kept[Document]:
+        info = inspect_document(upload.path, max_pages=settings.DOCUMENT_MAX_PAGES)
+        document = Document(
+            filename=display_name(filename, f"document{info.extension}"),
+            mime_type=info.mime_type,
+            size_bytes=upload.size,
+            pages=info.pages,
+            sha256=upload.sha256,
+        )
+        return Kept(file=upload.path, suffix=info.extension, row=document)
+
+    return documents.save(
+        settings=settings, session=session, owner=owner, source=source, accept=accept
     )
-    session.add(document)
-    session.flush()
-    return document
-
-
-def get_owned(*, session: Session, owner: User, document_id: str) -> Document:
-    """The caller's document; someone else's is as absent as a missing one."""
-    document = session.get(Document, document_id)
-    if document is None or document.owner_id != owner.id:
-        raise DocumentNotFound(document_id)
-    return document
-
-
-def list_owned(
-    *, session: Session, owner: User, limit: int, offset: int
-) -> tuple[list[Document], int]:
-    query = select(Document).where(Document.owner_id == owner.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(
-        query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
-    ).all()
-    return list(items), int(total)
-
-
-def delete_owned(*, settings: Settings, session: Session, owner: User, document_id: str) -> Path:
-    """Delete the row (the caller commits) and return the file to unlink once committed, so a
-    failed commit never leaves a row without its file. A job already queued on the document
-    fails with a readable error ("the document file is gone ...")."""
-    document = get_owned(session=session, owner=owner, document_id=document_id)
-    path = absolute_path(settings, document)
-    session.delete(document)
-    session.flush()
-    return path
-
-
-def _copy_limited(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
-    try:
-        size, digest = copy_limited(source, dest, limit)
-    except TooLarge as exc:
-        raise UploadTooLarge(str(exc)) from None
-    if size == 0:
-        raise EmptyUpload("the uploaded file is empty")
-    return size, digest
-
-
-def _display_name(filename: str, extension: str) -> str:
-    return display_name(filename, f"document{extension}")

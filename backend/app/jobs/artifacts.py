@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.config import Settings
+from app.core.errors import ConflictError, GoneError
 from app.core.files import fsync_dir, resolve_under
 from app.jobs.context import ArtifactFile
+from app.jobs.models import ReportJob
+from app.jobs.registry import kind_of
+from app.jobs.states import JobStatus
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -69,6 +73,24 @@ def resolve(settings: Settings, relative_path: str) -> Path:
     return resolve_under(settings.storage_root, relative_path, "artifact")
 
 
+class NoFileYet(ConflictError):
+    """The job has no file to download (not completed, or it produces none)."""
+
+
+class FileRemoved(GoneError):
+    """The job completed, but its file was removed since (cleanup, or by hand)."""
+
+
+def downloadable(settings: Settings, job: ReportJob) -> Path:
+    """The file of a completed job, ready to send."""
+    if job.status != JobStatus.COMPLETED or not job.artifact_path:
+        raise NoFileYet(f"Job {job.id} has no file to download (status: {job.status}).")
+    path = resolve(settings, job.artifact_path)
+    if not path.is_file():
+        raise FileRemoved("The file of this job was removed.")
+    return path
+
+
 def discard_scratch(settings: Settings, job_id: str) -> None:
     """Partial output of an attempt that did not finish (files or work directories)."""
     for leftover in scratch_dir(settings).glob(f"{job_id}-*"):
@@ -78,10 +100,10 @@ def discard_scratch(settings: Settings, job_id: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def remove_job_files(settings: Settings, job_id: str) -> None:
-    """Everything a job left on disk: its artifact, scratch files and mail ledger."""
-    from app.notifications.ledger import remove_ledger
-
+def remove_job_files(settings: Settings, job_id: str, job_type: str) -> None:
+    """Everything a job left on disk: its artifact, scratch files, and what its kind keeps
+    (the mail ledger of an e-mail job)."""
     shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
     discard_scratch(settings, job_id)
-    remove_ledger(settings, job_id)
+    for remove in kind_of(job_type).cleanups():
+        remove(settings, job_id)

@@ -7,9 +7,10 @@ from datetime import timedelta
 from sqlalchemy import delete
 
 from app.core.config import get_settings
-from app.core.db import session_scope
-from app.jobs import artifacts, service
-from app.models import ReportJob
+from app.db.session import session_scope
+from app.jobs import artifacts
+from app.jobs.models import ReportJob
+from app.jobs.store import sweeps
 
 
 def cleanup_old_jobs(*, batch: int = 1000) -> dict[str, int]:
@@ -19,16 +20,17 @@ def cleanup_old_jobs(*, batch: int = 1000) -> dict[str, int]:
     removed = 0
     while True:
         with session_scope() as session:
-            jobs = service.old_finished_jobs(
+            jobs = sweeps.old_finished_jobs(
                 session=session,
                 older_than=timedelta(days=settings.JOB_RETENTION_DAYS),
                 limit=batch,
             )
-            ids = [job.id for job in jobs]
+            found = [(job.id, job.job_type) for job in jobs]
+        ids = [job_id for job_id, _ in found]
         if not ids:
             break
-        for job_id in ids:
-            artifacts.remove_job_files(settings, job_id)
+        for job_id, job_type in found:
+            artifacts.remove_job_files(settings, job_id, job_type)
         with session_scope() as session:
             session.execute(delete(ReportJob).where(ReportJob.id.in_(ids)))
         removed += len(ids)

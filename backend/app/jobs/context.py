@@ -1,4 +1,5 @@
-"""What a job handler sees: its parameters, a progress callback and where to write output.
+"""What a job handler sees: its parameters, a progress callback and where to write output;
+and what a follow-up (a job that a completion asks for) must provide.
 
 Handlers never touch the job row or the queue: they compute, report progress, and return a
 `JobOutput`. The runner owns every state change, so all backends behave the same.
@@ -11,7 +12,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 
@@ -63,3 +66,21 @@ class JobContext:
         fd, name = tempfile.mkstemp(suffix=suffix, prefix=f"{self.job_id}-", dir=self.scratch_dir)
         os.close(fd)
         return Path(name)
+
+
+class FollowUp(Protocol):
+    def wanted(self, params: dict[str, Any]) -> bool:
+        """Whether a job with these params asks for this follow-up (cheap: no I/O)."""
+        ...
+
+    def add(
+        self,
+        *,
+        session: Session,
+        settings: Settings,
+        job_id: str,
+        owner_id: int,
+        params: dict[str, Any],
+    ) -> str | None:
+        """Add the follow-up's job row (pending) to `session`; its id, or None if not possible."""
+        ...

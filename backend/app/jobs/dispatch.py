@@ -15,13 +15,15 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
-from app.core.db import session_scope
-from app.jobs import service
+from app.db.base import utcnow
+from app.db.session import session_scope
 from app.jobs.backends.base import Backend, BackendUnavailable, Breaker
 from app.jobs.backends.local import LocalBackend
+from app.jobs.models import ReportJob
 from app.jobs.registry import JobKind, kind_of
-from app.jobs.states import transition
-from app.models import JobStatus, ReportJob, utcnow
+from app.jobs.states import JobStatus
+from app.jobs.store import rows
+from app.jobs.store.transitions import transition
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -152,7 +154,7 @@ class Dispatcher:
                 backend=name,
                 queued_at=utcnow(),
             )
-        return service.mark_queued(session=session, job_id=job_id, backend=name)
+        return rows.mark_queued(session=session, job_id=job_id, backend=name)
 
     def live_state(self, backend: str | None, job_id: str) -> str | None:
         impl = self.backends.get(backend or "")

@@ -13,9 +13,10 @@ import threading
 import time
 
 from app.core.config import Settings
+from app.db.base import utcnow
 from app.jobs.errors import JobCancelled
-from app.jobs.states import owned_transition
-from app.models import JobStatus, utcnow
+from app.jobs.states import JobStatus
+from app.jobs.store.transitions import owned_transition
 
 log = logging.getLogger(__name__)
 S = JobStatus

@@ -8,7 +8,8 @@ dead heartbeat whatever the backend says, so no job is left `started` forever.
 from __future__ import annotations
 
 from app.jobs.dispatch import Dispatcher
-from app.models import JobStatus, ReportJob
+from app.jobs.models import ReportJob
+from app.jobs.states import JobStatus
 
 S = JobStatus
 

@@ -21,7 +21,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from app.core import metrics
+from app.core import metrics_multiprocess
 from app.core.config import Settings, set_settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class LocalExecutor:
                 proc.terminate()
                 proc.join(2)
             if proc.pid is not None:
-                metrics.mark_process_dead(proc.pid)
+                metrics_multiprocess.mark_process_dead(proc.pid)
         self._slots.clear()
 
     @property
@@ -107,7 +107,8 @@ class LocalExecutor:
             if slot.restart_at is None:  # a death not yet noticed
                 slot.restart_at = now + self._restart_delay(slot, now)
                 if slot.proc.pid is not None:
-                    metrics.mark_process_dead(slot.proc.pid)  # its jobs are no longer active
+                    # Its jobs are no longer active.
+                    metrics_multiprocess.mark_process_dead(slot.proc.pid)
                 log.warning(
                     "local worker %s died (exit %s); restarting in %.0f s",
                     slot.proc.name,
@@ -177,14 +178,14 @@ def _worker_main(settings: Settings, wake: Queue[None], stop: Event, parent_pid:
     from app.core.logging import configure_logging
 
     configure_logging(settings)
-    from app.core.db import session_scope
-    from app.jobs import service
+    from app.db.session import session_scope
     from app.jobs.runner import run_job
+    from app.jobs.store import sweeps
 
     while not stop.is_set():
         try:
             with session_scope() as session:
-                candidates = service.runnable_local(session=session, limit=8)
+                candidates = sweeps.runnable_local(session=session, limit=8)
         except Exception:
             log.warning("local worker could not read the queue", exc_info=True)
             candidates = []

@@ -9,18 +9,27 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from app.jobs.context import JobContext, JobOutput
+from app.core.config import Settings
+from app.core.queues import (
+    DOCUMENTS_QUEUE,
+    NOTIFICATIONS_QUEUE,
+    REPORTS_QUEUE,
+)
+from app.jobs.context import FollowUp, JobContext, JobOutput
 
 Handler = Callable[[JobContext], JobOutput]
-
-REPORTS_QUEUE = "reports"
-DOCUMENTS_QUEUE = "documents"
-NOTIFICATIONS_QUEUE = "notifications"
-DEFAULT_QUEUE = "celery"
-QUEUES = (REPORTS_QUEUE, DOCUMENTS_QUEUE, NOTIFICATIONS_QUEUE, DEFAULT_QUEUE)
+Cleanup = Callable[[Settings, str], None]
 
 _TASKS = "app.services."
+_REPORT_READY = "app.notifications.report_ready:REPORT_READY"
+_MAIL_LEDGER = "app.notifications.ledger:remove_ledger"
+
+
+def _load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,19 @@ class JobKind:
     handler_path: str
     heavy: bool = False
     """Heavy kinds run on Celery only (they wait in the outbox while it is down)."""
+    follow_up_paths: tuple[str, ...] = ()
+    """Jobs a completion may ask for (`app.jobs.context.FollowUp`, see `app.jobs.followups`)."""
+    cleanup_paths: tuple[str, ...] = ()
+    """What else to delete with a job of this kind, beyond its artifact and scratch files."""
 
     def handler(self) -> Handler:
-        module, _, attr = self.handler_path.partition(":")
-        fn: Handler = getattr(importlib.import_module(module), attr)
-        return fn
+        return cast(Handler, _load(self.handler_path))
+
+    def follow_ups(self) -> list[FollowUp]:
+        return [cast(FollowUp, _load(path)) for path in self.follow_up_paths]
+
+    def cleanups(self) -> list[Cleanup]:
+        return [cast(Cleanup, _load(path)) for path in self.cleanup_paths]
 
 
 KINDS: dict[str, JobKind] = {
@@ -46,6 +63,7 @@ KINDS: dict[str, JobKind] = {
             REPORTS_QUEUE,
             _TASKS + "celery_report_tasks.generate_dummy_report",
             "app.reports.dummy:run",
+            follow_up_paths=(_REPORT_READY,),
         ),
         # No work at all: measures the machinery itself (bench/queue_overhead.py).
         JobKind(
@@ -60,6 +78,7 @@ KINDS: dict[str, JobKind] = {
             _TASKS + "celery_report_tasks.generate_heavy_report",
             "app.reports.heavy:run",
             heavy=True,
+            follow_up_paths=(_REPORT_READY,),
         ),
         JobKind(
             "excel",
@@ -67,6 +86,7 @@ KINDS: dict[str, JobKind] = {
             _TASKS + "celery_report_tasks.generate_heavy_report",
             "app.reports.heavy:run",
             heavy=True,
+            follow_up_paths=(_REPORT_READY,),
         ),
         JobKind(
             "analysis",
@@ -74,6 +94,7 @@ KINDS: dict[str, JobKind] = {
             _TASKS + "celery_report_tasks.generate_heavy_report",
             "app.reports.heavy:run",
             heavy=True,
+            follow_up_paths=(_REPORT_READY,),
         ),
         JobKind(
             "ocr",
@@ -92,12 +113,14 @@ KINDS: dict[str, JobKind] = {
             NOTIFICATIONS_QUEUE,
             _TASKS + "notification_tasks.send_email",
             "app.notifications.jobs:run_email",
+            cleanup_paths=(_MAIL_LEDGER,),
         ),
         JobKind(
             "bulk_email",
             NOTIFICATIONS_QUEUE,
             _TASKS + "notification_tasks.send_bulk_email",
             "app.notifications.jobs:run_bulk_email",
+            cleanup_paths=(_MAIL_LEDGER,),
         ),
     ]
 }

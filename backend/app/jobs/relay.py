@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.core.config import Settings
-from app.core.db import session_scope
-from app.jobs import service
+from app.db.base import utcnow
+from app.db.session import session_scope
 from app.jobs.dispatch import Dispatcher
+from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
-from app.jobs.states import transition
-from app.models import JobStatus, ReportJob, utcnow
+from app.jobs.states import JobStatus
+from app.jobs.store import sweeps
+from app.jobs.store.transitions import transition
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -42,7 +44,7 @@ def relay_once(
     now = utcnow()
     stale = stale_after if stale_after is not None else settings.JOB_HEARTBEAT_TIMEOUT_SECONDS
     with session_scope() as session:
-        report.requeued, report.failed = service.requeue_stale(
+        report.requeued, report.failed = sweeps.requeue_stale(
             session=session, stale_before=now - timedelta(seconds=stale)
         )
     report.resent = _lost_publishes(settings, dispatcher, now)
@@ -51,10 +53,10 @@ def relay_once(
 
     grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
     with session_scope() as session:
-        pending = service.pending_for_relay(session=session, older_than=now - grace)
+        pending = sweeps.pending_for_relay(session=session, older_than=now - grace)
         overdue = [
             job_id
-            for job_id in service.overdue_retries(session=session, due_before=now - grace * 4)
+            for job_id in sweeps.overdue_retries(session=session, due_before=now - grace * 4)
             if (job := session.get(ReportJob, job_id)) is not None and job.backend != "local"
         ]
     for job_id in pending:
@@ -84,7 +86,7 @@ def _lost_publishes(settings: Settings, dispatcher: Dispatcher, now: datetime) -
     the publish grace is over, as soon as its broker reports holding no message for it.
     """
     with session_scope() as session:
-        queued = service.queued_on_brokers(
+        queued = sweeps.queued_on_brokers(
             session=session, queued_before=now - timedelta(seconds=settings.publish_grace)
         )
     expired = now - timedelta(seconds=settings.visibility_timeout)

@@ -19,14 +19,17 @@ from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.config import Settings, get_settings
-from app.core.db import session_scope
 from app.core.logging import job_log_context
-from app.jobs import artifacts, hooks, service
+from app.db.base import utcnow
+from app.db.session import session_scope
+from app.jobs import artifacts, followups
 from app.jobs.context import JobContext, JobOutput
 from app.jobs.errors import JobCancelled, JobTimedOut, PermanentJobError, TransientJobError
 from app.jobs.heartbeat import Liveness
+from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
-from app.models import JobStatus, ReportJob, utcnow
+from app.jobs.states import JobStatus
+from app.jobs.store import worker
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -79,7 +82,7 @@ def worker_name() -> str:
 class _Attempt:
     """One claimed attempt: ends it exactly once and keeps the job's attempt history."""
 
-    def __init__(self, claim: service.Claim, settings: Settings) -> None:
+    def __init__(self, claim: worker.Claim, settings: Settings) -> None:
         self.claim = claim
         self.settings = settings
         self.clock = time.monotonic()
@@ -108,7 +111,7 @@ class _Attempt:
             "error": values.get("error"),
             "worker": self.claim.worker,
         }
-        return service.finish(
+        return worker.finish(
             job_id=self.claim.job_id,
             attempt=self.claim.attempts,
             target=target,
@@ -122,7 +125,7 @@ def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     """Run one delivery of `job_id`. Safe to call twice: the second call is a no-op."""
     settings = settings or get_settings()
     stale_before = utcnow() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    claim = service.claim(job_id=job_id, worker=worker_name(), stale_before=stale_before)
+    claim = worker.claim(job_id=job_id, worker=worker_name(), stale_before=stale_before)
     if claim is None:
         return RunOutcome(status="skipped")
     metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))
@@ -195,7 +198,7 @@ def _observed(outcome: RunOutcome) -> RunOutcome:
     return outcome
 
 
-def _queue_wait(claim: service.Claim) -> float | None:
+def _queue_wait(claim: worker.Claim) -> float | None:
     """Queued -> started of a first attempt (later ones waited out a backoff, not a queue)."""
     if claim.attempts != 1 or claim.queued_at is None:
         return None
@@ -248,27 +251,32 @@ def _complete(attempt: _Attempt, output: JobOutput) -> str:
         job = session.get(ReportJob, job_id)
         keep = job is not None and job.status == S.COMPLETED
     if not keep:
-        artifacts.remove_job_files(settings, job_id)
+        artifacts.remove_job_files(settings, job_id, attempt.claim.job_type)
     return "cancelled"
 
 
 def _record_completion(attempt: _Attempt, values: dict[str, Any]) -> bool:
-    """The completion, and with it (one transaction) the report-ready notice if asked for."""
+    """The completion, and with it (one transaction) the follow-up jobs it asks for."""
     claim = attempt.claim
-    if not hooks.wants_notice(claim.params):
+    wanted = [f for f in kind_of(claim.job_type).follow_ups() if f.wanted(claim.params)]
+    if not wanted:
         return attempt.end(S.COMPLETED, **values)
     with session_scope() as session:
         if not attempt.end(S.COMPLETED, session=session, **values):
             return False
-        notice_id = hooks.add_report_ready_notice(
-            session=session,
-            settings=attempt.settings,
-            job_id=claim.job_id,
-            owner_id=claim.owner_id,
-            params=claim.params,
-        )
-    if notice_id is not None:
-        hooks.send_notice(claim.job_id, notice_id)
+        added = [
+            follow_up.add(
+                session=session,
+                settings=attempt.settings,
+                job_id=claim.job_id,
+                owner_id=claim.owner_id,
+                params=claim.params,
+            )
+            for follow_up in wanted
+        ]
+    for follow_up_id in added:
+        if follow_up_id is not None:
+            followups.publish(claim.job_id, follow_up_id)
     return True
 
 

@@ -1,25 +1,27 @@
-"""The job state machine: every status change goes through `transition`, nowhere else.
+"""The job state machine: the statuses, and which moves between them are legal.
 
-A transition is a compare-and-set UPDATE (`WHERE status IN (...)`), so two processes that race
-on one job cannot both win: a cancelled job is never completed, a finished job never re-run.
+Every status change is a compare-and-set UPDATE built in `app.jobs.store.transitions`, which
+checks each move here first: an illegal one is a bug, raised before any SQL runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import cache
-from typing import Any, cast
+from enum import StrEnum
 
-from sqlalchemy import Table, Update, bindparam, literal, update
-from sqlalchemy.orm import Session
 
-from app.core.prepared import PreparedStatement
-from app.models import JobStatus, ReportJob
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    STARTED = "started"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
 
 S = JobStatus
-# Table-level (Core) statements: a status change is hot-path work, and the ORM's bulk-update
-# machinery costs more than the UPDATE itself.
-JOBS = cast(Table, ReportJob.__table__)
+FINAL_STATUSES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+LIVE_STATUSES = (S.PENDING, S.QUEUED, S.STARTED, S.RETRYING)
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     # A worker may claim a job whose "queued" mark it overtook (publish, then mark).
@@ -43,91 +45,3 @@ class IllegalTransition(RuntimeError):
 def check(source: JobStatus, target: JobStatus) -> None:
     if target not in ALLOWED[source]:
         raise IllegalTransition(f"{source} -> {target} is not a legal job transition")
-
-
-def transition(
-    session: Session,
-    job_id: str,
-    *,
-    source: Iterable[JobStatus],
-    target: JobStatus,
-    where: Iterable[Any] = (),
-    **values: Any,
-) -> bool:
-    """Move `job_id` from one of `source` to `target` if it is still there; True if it moved.
-
-    `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns.
-    """
-    result = session.execute(_update(job_id, source, target, where, values))
-    return bool(getattr(result, "rowcount", 0) == 1)
-
-
-def prepare_transition(
-    *,
-    source: Iterable[JobStatus],
-    target: JobStatus,
-    where: Iterable[Any] = (),
-    values: dict[str, Any],
-) -> Update:
-    """A checked transition statement with bind parameters, for callers that build it once."""
-    return _update(bindparam("p_id"), source, target, where, values)
-
-
-def _update(
-    job_id: Any,
-    source: Iterable[JobStatus],
-    target: JobStatus,
-    where: Iterable[Any],
-    values: dict[str, Any],
-) -> Update:
-    sources = [JobStatus(s) for s in source]
-    for s in sources:
-        check(s, target)
-    return (
-        update(JOBS)
-        .where(JOBS.c.id == job_id, _status_in(sources), *where)
-        .values(status=str(target), **values)
-    )
-
-
-def _status_in(sources: Iterable[str]) -> Any:
-    # One bound constant per status, not an "expanding" IN: a prepared statement is compiled
-    # once, before any call supplies values.
-    return JOBS.c.status.in_([literal(str(s)) for s in sources])
-
-
-def owned_transition(
-    job_id: str,
-    *,
-    source: Iterable[JobStatus],
-    target: JobStatus,
-    attempt: int,
-    **values: Any,
-) -> bool:
-    """`transition` guarded by the attempt the caller owns, committed on its own.
-
-    The hot path (every heartbeat and every job's end): one prepared UPDATE per set of
-    columns, run outside any session. Only for writes a crash may lose (`durable=False`).
-    """
-    stmt = _prepared(tuple(str(s) for s in source), str(target), tuple(sorted(values)))
-    params = {"p_id": job_id, "p_attempt": attempt}
-    params.update({f"v_{key}": value for key, value in values.items()})
-    return stmt.rowcount(params) == 1
-
-
-@cache
-def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> PreparedStatement:
-    for s in sources:
-        check(JobStatus(s), JobStatus(target))
-    return PreparedStatement(
-        update(JOBS)
-        .where(
-            JOBS.c.id == bindparam("p_id"),
-            _status_in(sources),
-            JOBS.c.attempts == bindparam("p_attempt"),
-        )
-        .values(
-            status=target,
-            **{key: bindparam(f"v_{key}", type_=JOBS.c[key].type) for key in keys},
-        )
-    )

@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.config import get_settings
-from app.jobs import service
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.registry import kind_of
-from app.models import JobStatus, User
-from app.schemas import JobAccepted
+from app.jobs.states import JobStatus
+from app.jobs.store import rows
+from app.users.models import User
 
 
-def accept_job(
-    *, session: Session, owner: User, job_type: str, params: dict[str, Any]
-) -> JobAccepted:
+@dataclass(frozen=True)
+class Accepted:
+    """A job that now exists: `status` is `queued` on `backend`, or `pending` in the outbox."""
+
+    job_id: str
+    status: str
+    backend: str | None
+    queue: str
+
+
+def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str, Any]) -> Accepted:
     """Create the job and try to queue it. If no backend takes it, it stays `pending` and the
     relay publishes it later: either way the caller gets its id at once (HTTP 202)."""
     dispatcher = get_dispatcher()
     kind = kind_of(job_type)
     target = dispatcher.first_usable(kind)
-    row = service.new_row(
+    row = rows.new_row(
         owner_id=owner.id,
         job_type=job_type,
         params=params,
         max_attempts=get_settings().max_attempts,
         queued_on=target,
     )
-    service.insert_job(session=session, row=row)
+    rows.insert_job(session=session, row=row)
     session.commit()  # the row exists before any worker can see a message for it
     job_id = row["id"]
     if target is None:
@@ -38,10 +47,4 @@ def accept_job(
     else:
         status, backend = dispatcher.publish_new(job_id, kind, target)
     metrics.job_submitted(job_type, kind.queue, status, backend)
-    return JobAccepted(
-        job_id=job_id,
-        status=status,
-        backend=backend,
-        queue=kind.queue,
-        status_url=f"/reports/jobs/{job_id}",
-    )
+    return Accepted(job_id=job_id, status=status, backend=backend, queue=kind.queue)

@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.models import ReportJob, utcnow
+from app.db.base import utcnow
+from app.jobs.models import ReportJob
 from app.monitoring.models import DailyStats
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def run_daily_report(
     Mail goes to ADMIN_EMAILS through `send`, or through SMTP when SMTP_HOST is set; a mail
     failure is logged and reported, never loses the stored numbers.
     """
-    from app.core.db import session_scope
+    from app.db.session import session_scope
 
     day = day or (utcnow().date() - timedelta(days=1))
     with session_scope() as session:

@@ -122,7 +122,7 @@ def check_broker(
     def probe() -> tuple[bool, str, dict[str, Any]]:
         if url.startswith(("redis://", "rediss://")):
             return _redis_ping(url, timeout)
-        from kombu import Connection
+        from kombu.connection import Connection
 
         with Connection(url, connect_timeout=timeout) as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
@@ -266,8 +266,8 @@ def run_health_checks(
     mode has no workers to ask). Thresholds default to the settings DISK_MIN_FREE_BYTES /
     DISK_MIN_FREE_PERCENT when they exist, else 1 GiB and 5%.
     """
-    from app.core.db import get_engine
-    from app.jobs.registry import QUEUES
+    from app.core.queues import QUEUES
+    from app.db.session import get_engine
 
     checks = [
         check_database(engine=engine or get_engine(settings.DATABASE_URL), timeout=timeout),

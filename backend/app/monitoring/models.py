@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models import Base, utcnow
+from app.db.base import Base, utcnow
 
 
 class DailyStats(Base):

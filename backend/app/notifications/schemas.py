@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from app.core.schemas import StrictModel
 from app.notifications.email import normalise_address
 from app.notifications.templates import TemplateProblem, compile_template
-from app.schemas import StrictModel
 
 MAX_BULK_RECIPIENTS = 10_000
 MAX_EMAIL_RECIPIENTS = 50

@@ -241,7 +241,7 @@ def to_svg(drawing: Drawing) -> str:
     """Inline SVG markup of a drawing (for HTML pages)."""
     from reportlab.graphics import renderSVG
 
-    svg = renderSVG.drawToString(drawing)
+    svg: str = renderSVG.drawToString(drawing)
     # Drop the XML prolog and DOCTYPE so the markup can sit inside HTML.
     start = svg.find("<svg")
     return svg[start:] if start >= 0 else svg

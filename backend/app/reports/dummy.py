@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
+from app.db.base import utcnow
 from app.jobs.context import ArtifactFile, JobContext, JobOutput
 from app.jobs.errors import TransientJobError
-from app.models import utcnow
 
 
 def run(ctx: JobContext) -> JobOutput:

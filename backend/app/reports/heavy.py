@@ -7,6 +7,7 @@ only turns params into a file and a small JSON result, reporting progress as it 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,12 +19,23 @@ import duckdb
 
 from app.jobs.context import ArtifactFile, JobContext, JobOutput
 from app.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
-from app.reports.datasets import Dataset, open_dataset, safe_filename
-from app.reports.spec import InvalidReportRequest, Progress, ReportParams
+from app.reports.datasets import OpenedDataset, open_dataset
+from app.reports.errors import InvalidReportRequest
+from app.reports.params import ReportParams
+from app.reports.progress import Progress
+from app.reports.queries import filter_sql
 
 HTML_MIME = "text/html; charset=utf-8"
 MAX_RESULT_BYTES = 512 * 1024
 """The analysis JSON stored in the job row; larger results keep only the headline parts."""
+
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _download_name(title: str, suffix: str) -> str:
+    """A download name from a report title (ASCII, no separators)."""
+    stem = _UNSAFE_IN_FILENAME.sub("-", title).strip("-._")[:80] or "report"
+    return stem + suffix
 
 
 def _memory_limit_mb(ctx: JobContext) -> int:
@@ -32,11 +44,11 @@ def _memory_limit_mb(ctx: JobContext) -> int:
     return max(128, min(4096, budget_mb // 2))
 
 
-def _open(ctx: JobContext, p: ReportParams, work: Path, progress: Progress) -> Dataset:
+def _open(ctx: JobContext, p: ReportParams, work: Path, progress: Progress) -> OpenedDataset:
     try:
         ds = open_dataset(
             p.source,
-            filters_sql=p.where_sql(),
+            filters_sql=filter_sql(p.filters, p.columns),
             temp_dir=work / "duckdb",
             memory_limit_mb=_memory_limit_mb(ctx),
         )
@@ -83,21 +95,22 @@ def run(ctx: JobContext) -> JobOutput:
 
                 out = ctx.temp_path(".pdf")
                 result = build_pdf(ds, p, out, progress)
-                artifact = ArtifactFile(out, PDF_MIME, safe_filename(p.title, ".pdf"))
+                artifact = ArtifactFile(out, PDF_MIME, _download_name(p.title, ".pdf"))
             elif kind == "excel":
                 from app.reports.excel import XLSX_MIME, build_excel
 
                 out = ctx.temp_path(".xlsx")
                 result = build_excel(ds, p, out, progress, scratch_dir=work)
-                artifact = ArtifactFile(out, XLSX_MIME, safe_filename(p.title, ".xlsx"))
+                artifact = ArtifactFile(out, XLSX_MIME, _download_name(p.title, ".xlsx"))
             elif kind == "analysis":
-                from app.reports.analysis import analyze, render_html
+                from app.reports.analysis import analyze
+                from app.reports.analysis_html import render_html
 
                 result = analyze(ds, p, progress)
                 progress.stage(90, 99, "Rendering the page")
                 out = ctx.temp_path(".html")
                 render_html(result, out, generated=_now(), filters=p.filters_text())
-                artifact = ArtifactFile(out, HTML_MIME, safe_filename(p.title, ".html"))
+                artifact = ArtifactFile(out, HTML_MIME, _download_name(p.title, ".html"))
                 result = _fit_result(result)
             else:
                 raise PermanentJobError(f"unknown heavy report type {kind!r}")

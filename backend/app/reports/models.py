@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models import Base, new_id, utcnow
+from app.db.base import Base, new_id, utcnow
+from app.users.models import User
 
 
 class Dataset(Base):
@@ -22,7 +23,7 @@ class Dataset(Base):
     __table_args__ = (Index("ix_datasets_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     """As the client named it (display only; never used to build a path)."""
     format: Mapped[str] = mapped_column(String(16))

@@ -1,20 +1,9 @@
-"""Notification tasks (queue `notifications`): one e-mail, bulk e-mail."""
+"""Notification tasks (queue `notifications`): one e-mail and bulk e-mail (`send_email`,
+`send_bulk_email`), generated from the job registry (`app.jobs.registry`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from app.services.task_base import register_job_tasks
 
-from celery import Task
-
-from app.core.celery_app import celery_app
-from app.services.task_base import execute
-
-
-@celery_app.task(bind=True, name="app.services.notification_tasks.send_email")
-def send_email(self: Task, job_id: str) -> dict[str, Any]:
-    return execute(self, job_id)
-
-
-@celery_app.task(bind=True, name="app.services.notification_tasks.send_bulk_email")
-def send_bulk_email(self: Task, job_id: str) -> dict[str, Any]:
-    return execute(self, job_id)
+JOB_TASKS = register_job_tasks(__name__)
+globals().update(JOB_TASKS)

@@ -1,4 +1,6 @@
-"""What every Celery job task does: call `run_job`, then schedule what the outcome asks for.
+"""The Celery job tasks, generated from the job registry: one definition for every kind.
+
+Each task calls `run_job`, then schedules what the outcome asks for.
 
 Retries follow the one policy in Settings (applied by `run_job`), whatever the task: the
 task only turns a `retrying` outcome into a delayed redelivery. If that publish fails, the
@@ -8,11 +10,14 @@ retried too: the message stays alive until the database answers.
 
 from __future__ import annotations
 
-from typing import Any
+from fnmatch import fnmatch
+from typing import Any, cast
 
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
+from app.core.celery_app import TASK_ROUTES, celery_app
+from app.jobs.registry import KINDS
 from app.jobs.runner import run_job
 
 DB_RETRY_MAX_SECONDS = 60
@@ -29,3 +34,22 @@ def execute(task: Task, job_id: str) -> dict[str, Any]:
     if outcome.status == "retrying" and outcome.retry_in is not None:
         raise task.retry(countdown=outcome.retry_in, max_retries=None)
     return {"job_id": job_id, "status": outcome.status, "attempt": outcome.attempt}
+
+
+def register_job_tasks(module: str) -> dict[str, Task]:
+    """Register the task of every job kind whose task lives in `module`, by its full name.
+
+    The names are the ones queued messages, beat and Flower know; the function is the same
+    for all. A kind whose queue differs from its module's route is a registry bug, refused
+    here rather than routed to a queue no worker of that kind consumes.
+    """
+    tasks: dict[str, Task] = {}
+    for kind in KINDS.values():
+        owner, _, attr = kind.task_name.rpartition(".")
+        if owner != module or attr in tasks:
+            continue
+        routed = [r["queue"] for glob, r in TASK_ROUTES.items() if fnmatch(kind.task_name, glob)]
+        if routed[:1] != [kind.queue]:
+            raise RuntimeError(f"{kind.task_name} is routed to {routed}, its kind to {kind.queue}")
+        tasks[attr] = cast(Task, celery_app.task(bind=True, name=kind.task_name)(execute))
+    return tasks

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
 
 from app.api.deps import CurrentUser, SessionDep
 from app.core.config import get_settings
-from app.documents import store
 from app.documents.models import Document
 from app.documents.schemas import (
     DocumentList,
@@ -20,14 +19,13 @@ from app.documents.schemas import (
     OcrRequest,
     ThumbnailsRequest,
 )
-from app.documents.sniff import ACCEPTED_DESCRIPTION, DocumentRejected
+from app.documents.sniff import ACCEPTED_DESCRIPTION
+from app.documents.store import documents, save_upload
+from app.jobs.schemas import JobAccepted
 from app.jobs.submit import accept_job
-from app.models import User
-from app.schemas import JobAccepted
+from app.users.models import User
 
 router = APIRouter(prefix="/documents", tags=["documents"])
-
-NOT_FOUND = "No document with this id for this token."
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DocumentUploaded)
@@ -44,28 +42,21 @@ def upload_document(
     """Store a document; its type comes from its content (never its name), then it is decoded
     to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs."""
     settings = get_settings()
-    try:
-        document = store.save_upload(
-            settings=settings,
-            session=session,
-            owner=user,
-            source=file.file,
-            filename=file.filename or "",
-        )
-    except DocumentRejected as exc:
-        raise HTTPException(exc.status_code, detail=exc.message) from None
-    try:
-        session.commit()
-    except BaseException:
-        store.absolute_path(settings, document).unlink(missing_ok=True)
-        raise
+    document = save_upload(
+        settings=settings,
+        session=session,
+        owner=user,
+        source=file.file,
+        filename=file.filename or "",
+    )
+    documents.commit_saved(settings=settings, session=session, row=document)
     response.headers["Location"] = f"/documents/{document.id}"
     jobs: dict[str, JobAccepted] = {}
     if ocr or ocr_query:
         jobs["ocr"] = _start(session, user, document, "ocr", {})
     if thumbnails or thumbnails_query:
         jobs["thumbnails"] = _start(session, user, document, "thumbnails", {})
-    return DocumentUploaded(document=DocumentRead.from_row(document), jobs=jobs)
+    return DocumentUploaded(document=DocumentRead.model_validate(document), jobs=jobs)
 
 
 @router.get("", response_model=DocumentList)
@@ -75,28 +66,27 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DocumentList:
-    items, total = store.list_owned(session=session, owner=user, limit=limit, offset=offset)
+    page = documents.list_owned(session=session, owner=user, limit=limit, offset=offset)
     return DocumentList(
-        items=[DocumentRead.from_row(d) for d in items], total=total, limit=limit, offset=offset
+        items=[DocumentRead.model_validate(d) for d in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
     )
 
 
 @router.get("/{document_id}", response_model=DocumentRead)
 def get_document(document_id: str, session: SessionDep, user: CurrentUser) -> DocumentRead:
-    return DocumentRead.from_row(_owned(session, user, document_id))
+    document = documents.get_owned(session=session, owner=user, upload_id=document_id)
+    return DocumentRead.model_validate(document)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_document(document_id: str, session: SessionDep, user: CurrentUser) -> Response:
     """The upload and its file. The results of jobs already run on it are kept."""
-    try:
-        path = store.delete_owned(
-            settings=get_settings(), session=session, owner=user, document_id=document_id
-        )
-    except store.DocumentNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
-    session.commit()
-    path.unlink(missing_ok=True)
+    documents.delete_owned(
+        settings=get_settings(), session=session, owner=user, upload_id=document_id
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -108,7 +98,7 @@ def start_ocr(
     body: Annotated[OcrRequest | None, Body()] = None,
 ) -> JobAccepted:
     """Text of every page (job result) and a searchable PDF (job download)."""
-    document = _owned(session, user, document_id)
+    document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     request = body or OcrRequest()
     extra = {"languages": request.languages} if request.languages else {}
     return _start(session, user, document, "ocr", extra)
@@ -124,16 +114,9 @@ def start_thumbnails(
     body: Annotated[ThumbnailsRequest | None, Body()] = None,
 ) -> JobAccepted:
     """A ZIP of every THUMBNAIL_SIZES size (job download), listed in the job result."""
-    document = _owned(session, user, document_id)
+    document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     request = body or ThumbnailsRequest()
     return _start(session, user, document, "thumbnails", {"pages": request.pages})
-
-
-def _owned(session: SessionDep, user: User, document_id: str) -> Document:
-    try:
-        return store.get_owned(session=session, owner=user, document_id=document_id)
-    except store.DocumentNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
 
 
 def _start(
@@ -141,9 +124,10 @@ def _start(
 ) -> JobAccepted:
     params = {
         "document_id": document.id,
-        "document_path": str(store.absolute_path(get_settings(), document)),
+        "document_path": str(documents.absolute_path(get_settings(), document)),
         "mime_type": document.mime_type,
         "filename": document.filename,
         **extra,
     }
-    return accept_job(session=session, owner=user, job_type=job_type, params=params)
+    accepted = accept_job(session=session, owner=user, job_type=job_type, params=params)
+    return JobAccepted.model_validate(accepted)

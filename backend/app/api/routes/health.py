@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.core.db import get_engine
+from app.db.session import get_engine
 from app.jobs.dispatch import Dispatcher, get_dispatcher
 from app.monitoring.health import CheckResult, check_backend, check_database
 

@@ -20,10 +20,11 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from app.core import metrics
-from app.core.db import session_scope
+from app.core.queues import QUEUES
+from app.db.session import session_scope
 from app.jobs.dispatch import Dispatcher, get_dispatcher
-from app.jobs.registry import QUEUES
-from app.models import JobStatus, ReportJob
+from app.jobs.models import ReportJob
+from app.jobs.states import JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["monitoring"])

@@ -9,9 +9,10 @@ from collections.abc import Collection, Iterable
 from kombu.exceptions import OperationalError
 
 from app.core.config import Settings
+from app.core.queues import QUEUES
 from app.jobs.backends import redis_util
 from app.jobs.backends.base import BackendUnavailable
-from app.jobs.registry import QUEUES, JobKind
+from app.jobs.registry import JobKind
 
 log = logging.getLogger(__name__)
 

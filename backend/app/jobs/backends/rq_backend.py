@@ -11,9 +11,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from app.core.config import Settings
+from app.core.queues import QUEUES
 from app.jobs.backends import redis_util
 from app.jobs.backends.base import BackendUnavailable
-from app.jobs.registry import QUEUES, JobKind
+from app.jobs.registry import JobKind
 
 RQ_ENTRY_POINT = "app.services.rq_tasks.run"
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 
-from app.core.db import get_engine
+from app.db.session import get_engine
 
 Converter = Callable[[Any], Any]
 
@@ -92,7 +92,9 @@ class PreparedStatement:
             compiled = self._by_dialect[name] = _compile(self.statement, engine.dialect)
         return compiled
 
-    def _execute(self, params: Mapping[str, Any], *, fetch: bool) -> tuple[int, Any]:
+    def _execute(
+        self, params: Mapping[str, Any], *, fetch: bool
+    ) -> tuple[int, dict[str, Any] | None]:
         engine = get_engine(durable=self.durable)
         compiled = self._compiled(engine)
         missing = compiled.required - params.keys()

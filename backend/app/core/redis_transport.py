@@ -33,7 +33,8 @@ class Channel(kombu_redis.Channel):
         shared = self._shared_client
         # The pool is replaced after a fork or a lost connection: follow it.
         if shared is None or shared.connection_pool is not self.pool:
-            shared = self._shared_client = self._create_client()
+            # kombu's own method, unannotated like most of kombu.
+            shared = self._shared_client = self._create_client()  # type: ignore[no-untyped-call]
         yield shared
 
 

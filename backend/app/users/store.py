@@ -6,7 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.security import hash_token, new_token
-from app.models import ApiToken, User, utcnow
+from app.db.base import utcnow
+from app.users.models import ApiToken, User
 
 
 def create_token(

@@ -1,0 +1,58 @@
+"""The `report_jobs` table. The job row is the source of truth for every job, whatever its
+backend: status, attempts, progress, outcome and the artifact it produced."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, new_id, utcnow
+from app.jobs.states import FINAL_STATUSES, JobStatus
+from app.users.models import User
+
+
+class ReportJob(Base):
+    __tablename__ = "report_jobs"
+    __table_args__ = (
+        Index("ix_report_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
+        Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
+    job_type: Mapped[str] = mapped_column(String(40))
+    queue: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
+    backend: Mapped[str | None] = mapped_column(String(16), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    progress_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_message: Mapped[str] = mapped_column(String(500), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=4)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """One entry per finished attempt: when it ran, how it ended, and why."""
+
+    artifact_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    artifact_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    artifact_mime: Mapped[str | None] = mapped_column(String(100), default=None)
+    artifact_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES

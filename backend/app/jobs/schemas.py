@@ -1,0 +1,85 @@
+"""What the API says about a job: the answer to a submit, one job, a page of jobs.
+
+Built from the row with `model_validate(job)` (`from_attributes`): the column names are the
+field names, and the derived fields (`progress`, `download_url`) are computed here, once, for
+every route that shows a job.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from app.jobs.states import JobStatus
+
+
+class JobAccepted(BaseModel):
+    """The answer to a submit (HTTP 202): the job exists and is on its way."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: str
+    status: str
+    backend: str | None
+    queue: str
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented idiom
+    @property
+    def status_url(self) -> str:
+        return f"/reports/jobs/{self.job_id}"
+
+
+class Progress(BaseModel):
+    percent: float
+    message: str
+
+
+class JobRead(BaseModel):
+    """One job as its owner sees it, read from the row (`JobRead.model_validate(job)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: str = Field(validation_alias=AliasChoices("job_id", "id"))
+    job_type: str
+    status: str
+    backend: str | None
+    queue: str
+    attempts: int
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    result: dict[str, Any] | None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    backend_state: str | None = None
+    """The backend's own view of a live job (Celery or RQ), when it differs from the row's."""
+    progress_percent: float = Field(default=0.0, exclude=True)
+    progress_message: str = Field(default="", exclude=True)
+    artifact_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _no_history(cls, value: Any) -> Any:
+        return value or []
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented idiom
+    @property
+    def progress(self) -> Progress:
+        return Progress(percent=self.progress_percent, message=self.progress_message)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def download_url(self) -> str | None:
+        if self.status == JobStatus.COMPLETED and self.artifact_path:
+            return f"/reports/jobs/{self.job_id}/download"
+        return None
+
+
+class JobList(BaseModel):
+    items: list[JobRead]
+    total: int
+    limit: int
+    offset: int

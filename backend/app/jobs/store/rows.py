@@ -1,0 +1,100 @@
+"""Writing new job rows, and the mark that a backend holds a job (the API and relay side)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Insert, insert
+from sqlalchemy.orm import Session
+
+from app.db.base import new_id, utcnow
+from app.jobs.models import ReportJob
+from app.jobs.registry import kind_of
+from app.jobs.states import JobStatus, check
+from app.jobs.store.transitions import JOBS, transition
+from app.users.models import User
+
+S = JobStatus
+
+
+def new_row(
+    *,
+    owner_id: int,
+    job_type: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    queued_on: str | None = None,
+) -> dict[str, Any]:
+    """The column values of a new job.
+
+    With `queued_on`, the row is born `queued` on that backend (pending -> queued in the same
+    transaction, saving a round trip per job); if the publish then fails the caller moves it
+    back to `pending`, and a publish lost in a crash is re-sent by the relay.
+    """
+    now = utcnow()
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "owner_id": owner_id,
+        "job_type": job_type,
+        "queue": kind_of(job_type).queue,
+        "status": str(S.PENDING),
+        "backend": None,
+        "params": params,
+        "max_attempts": max_attempts,
+        "attempts": 0,
+        "history": [],
+        "progress_percent": 0.0,
+        "progress_message": "",
+        "created_at": now,
+        "queued_at": None,
+    }
+    if queued_on is not None:
+        check(S.PENDING, S.QUEUED)
+        row.update(status=str(S.QUEUED), backend=queued_on, queued_at=now)
+    return row
+
+
+def create_job(
+    *,
+    session: Session,
+    owner: User,
+    job_type: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    queued_on: str | None = None,
+) -> ReportJob:
+    """Add the row as an ORM object; the caller commits, then publishes."""
+    job = ReportJob(
+        **new_row(
+            owner_id=owner.id,
+            job_type=job_type,
+            params=params,
+            max_attempts=max_attempts,
+            queued_on=queued_on,
+        )
+    )
+    session.add(job)
+    return job
+
+
+def insert_job(*, session: Session, row: dict[str, Any]) -> None:
+    """`create_job` for the request path: one prepared INSERT, no unit-of-work bookkeeping."""
+    session.execute(_insert_statement(), row)
+
+
+@cache
+def _insert_statement() -> Insert:
+    return insert(JOBS)
+
+
+def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
+    """Record that `backend` has the job. From `pending` (first publish) or `retrying`."""
+    return transition(
+        session,
+        job_id,
+        source=[S.PENDING, S.RETRYING],
+        target=S.QUEUED,
+        backend=backend,
+        queued_at=utcnow(),
+    )

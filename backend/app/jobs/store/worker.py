@@ -1,0 +1,128 @@
+"""What a worker does to the row of the job it runs: claim one attempt, then finish it.
+
+Both are single prepared statements on the hot path of every job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import bindparam, or_
+from sqlalchemy.orm import Session
+
+from app.db.base import UTCDateTime, utcnow
+from app.db.prepared import PreparedStatement
+from app.jobs.states import JobStatus
+from app.jobs.store.transitions import JOBS, owned_transition, prepare_transition, transition
+
+S = JobStatus
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs of the job it just took, read in the same statement."""
+
+    job_id: str
+    job_type: str
+    queue: str
+    params: dict[str, Any]
+    owner_id: int
+    attempts: int
+    max_attempts: int
+    history: list[dict[str, Any]]
+    queued_at: datetime | None
+    started_at: datetime
+    worker: str
+
+
+def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
+    """Take the job for one attempt, or None if someone else has it or it is finished.
+
+    One UPDATE ... RETURNING, committed on its own: a `started` job whose heartbeat is older
+    than `stale_before` is taken over (its worker died); a `retrying` job only once its
+    backoff is over (an early redelivery is refused, not run early).
+    """
+    now = utcnow()
+    row = _claim_statement().returning(
+        {"p_id": job_id, "p_now": now, "p_stale": stale_before, "p_worker": worker}
+    )
+    if row is None:
+        return None
+    return Claim(
+        job_id=job_id,
+        job_type=row["job_type"],
+        queue=row["queue"],
+        params=dict(row["params"] or {}),
+        owner_id=row["owner_id"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        history=list(row["history"] or []),
+        queued_at=row["queued_at"],  # aware: the column type converts it
+        started_at=now,
+        worker=worker,
+    )
+
+
+@cache
+def _claim_statement() -> PreparedStatement:
+    """Built once: claiming is the hot path of every job."""
+    now, stale = bindparam("p_now", type_=UTCDateTime()), bindparam("p_stale", type_=UTCDateTime())
+    statement = prepare_transition(
+        source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
+        target=S.STARTED,
+        where=[
+            or_(
+                JOBS.c.status != S.STARTED,
+                JOBS.c.heartbeat_at.is_(None),
+                JOBS.c.heartbeat_at < stale,
+            ),
+            or_(
+                JOBS.c.status != S.RETRYING,
+                JOBS.c.next_attempt_at.is_(None),
+                JOBS.c.next_attempt_at <= now,
+            ),
+        ],
+        values={
+            "attempts": JOBS.c.attempts + 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "next_attempt_at": None,
+            "worker": bindparam("p_worker"),
+            "progress_percent": 0.0,
+            "progress_message": "started",
+        },
+    ).returning(
+        JOBS.c.job_type,
+        JOBS.c.queue,
+        JOBS.c.params,
+        JOBS.c.owner_id,
+        JOBS.c.attempts,
+        JOBS.c.max_attempts,
+        JOBS.c.history,
+        JOBS.c.queued_at,
+    )
+    return PreparedStatement(statement)
+
+
+def finish(
+    *, job_id: str, attempt: int, target: JobStatus, session: Session | None = None, **values: Any
+) -> bool:
+    """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job.
+
+    Committed on its own, or with `session` as part of the caller's unit of work (e.g. the
+    completion together with the rows it creates)."""
+    if session is None:
+        return owned_transition(
+            job_id, source=[S.STARTED], target=target, attempt=attempt, **values
+        )
+    return transition(
+        session,
+        job_id,
+        source=[S.STARTED],
+        target=target,
+        where=[JOBS.c.attempts == attempt],
+        **values,
+    )

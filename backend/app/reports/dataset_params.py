@@ -1,0 +1,43 @@
+"""A heavy report's job params: its dataset resolved for the caller, its columns checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.config import get_settings
+from app.reports.dataset_store import DatasetNotFound, datasets
+from app.reports.demo_datasets import columns_of_demo
+from app.reports.errors import InvalidReportRequest
+from app.reports.schemas import DemoDatasetRef, HeavyReportRequest
+from app.reports.validation import validate_request
+from app.users.models import User
+
+
+def prepare_heavy_params(
+    *, session: Session, owner: User, request: HeavyReportRequest
+) -> dict[str, Any]:
+    """Resolve the request's dataset, check it against the columns, return the job params.
+
+    Raises `DatasetNotFound` for a dataset that is not the caller's, and
+    `InvalidReportRequest` (the message names the column) for a bad request.
+    """
+    if request.notify == "email" and not owner.email:
+        raise InvalidReportRequest(
+            "notify: 'email' needs an address on your user; set it with "
+            "`reportctl token create NAME --email you@example.com`."
+        )
+    if isinstance(request.dataset, DemoDatasetRef):
+        return validate_request(request, columns_of_demo(request.dataset.name))
+    dataset_id = request.dataset.dataset_id
+    dataset = datasets.find_owned(session=session, owner=owner, upload_id=dataset_id)
+    if dataset is None:
+        raise DatasetNotFound(dataset_id, f"no dataset with id {dataset_id!r} for this token")
+    params = validate_request(request, dict(dataset.columns), dataset_label=dataset.name)
+    params.update(
+        dataset_path=str(datasets.absolute_path(get_settings(), dataset)),
+        dataset_format="parquet",  # what is stored, whatever was uploaded
+        dataset_name=dataset.name,
+    )
+    return params

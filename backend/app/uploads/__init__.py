@@ -1,0 +1,1 @@
+"""Files clients upload and own (documents, datasets): one store, parameterised by kind."""
