@@ -29,8 +29,14 @@ run: migrate
 test: install
 	cd backend && ../$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINTED := app tests alembic celery_manager.py ../bench
+
+# Style, formatting, strict types and the layer contracts (pyproject's [tool.importlinter]).
 lint: install
-	cd backend && ../$(BIN)/ruff check app tests ../bench && ../$(BIN)/mypy app
+	cd backend && ../$(BIN)/ruff check $(LINTED)
+	cd backend && ../$(BIN)/ruff format --check $(LINTED)
+	cd backend && ../$(BIN)/mypy app celery_manager.py
+	cd backend && ../$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/queue_overhead.py
