@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import json
 import shutil
 import socket
 import ssl
@@ -27,16 +26,22 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import insert, select
 
 from app.core.config import Settings
+from app.db.all_models import metadata
+from app.db.session import get_engine
 from app.jobs.context import JobContext
 from app.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
+from app.jobs.models import ReportJob
 from app.notifications import smtp
 from app.notifications.bulk import TokenBucket
 from app.notifications.email import normalise_address
 from app.notifications.jobs import notify_report_ready, run_bulk_email, run_email
-from app.notifications.ledger import Ledger, ledger_path
+from app.notifications.ledger import Ledger
+from app.notifications.models import MailDelivery
 from app.notifications.templates import TemplateProblem, compile_template, load_template
+from app.users.models import User
 from tests.conftest import DATABASES, Service, running_service
 
 
@@ -149,7 +154,53 @@ def make_settings(tmp_path: Path, port: int, **overrides: Any) -> Settings:
         "MAIL_BATCH_SIZE": 100,
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    mail_database(settings)
+    return settings
+
+
+def mail_database(settings: Settings) -> None:
+    """The ledger is a table: create the schema (a no-op if migrated) and the jobs' owner."""
+    engine = get_engine(settings.DATABASE_URL)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        if conn.execute(select(User.id).where(User.name == "mailer")).first() is None:
+            conn.execute(insert(User).values(name="mailer"))
+
+
+def ensure_job(settings: Settings, job_id: str, job_type: str = "email") -> None:
+    """The job row a ledger belongs to (its marks go with it)."""
+    engine = get_engine(settings.DATABASE_URL)
+    with engine.begin() as conn:
+        if conn.execute(select(ReportJob.id).where(ReportJob.id == job_id)).first() is None:
+            owner = conn.execute(select(User.id).where(User.name == "mailer")).scalar_one()
+            conn.execute(
+                insert(ReportJob).values(
+                    id=job_id, owner_id=owner, job_type=job_type, queue="notifications"
+                )
+            )
+
+
+def write_marks(settings: Settings, job_id: str, marks: list[tuple[str, str, int]]) -> None:
+    """Rows as a killed worker leaves them: (recipient key, status, attempt)."""
+    with get_engine(settings.DATABASE_URL).begin() as conn:
+        for key, status, attempt in marks:
+            conn.execute(
+                insert(MailDelivery).values(
+                    job_id=job_id, recipient=key, status=status, attempt=attempt
+                )
+            )
+
+
+def read_marks(settings: Settings, job_id: str) -> dict[str, tuple[str, int]]:
+    table = MailDelivery.__table__
+    with get_engine(settings.DATABASE_URL).connect() as conn:
+        rows = conn.execute(
+            select(table.c.recipient, table.c.status, table.c.attempt).where(
+                table.c.job_id == job_id
+            )
+        ).all()
+    return {row.recipient: (row.status, row.attempt) for row in rows}
 
 
 def make_ctx(
@@ -163,6 +214,7 @@ def make_ctx(
     check_cancelled: Any = None,
 ) -> JobContext:
     seen = progress if progress is not None else []
+    ensure_job(settings, job_id, job_type)
     return JobContext(
         job_id=job_id,
         job_type=job_type,
@@ -291,14 +343,16 @@ def test_bulk_stops_when_the_connection_keeps_dropping(
 def test_bulk_worker_crash_mid_send_is_not_resent(tmp_path: Path, smtp_server: SmtpServer) -> None:
     """A ledger left by a killed worker: one sent, one cut off between DATA and its reply."""
     settings = make_settings(tmp_path, smtp_server.port)
-    path = ledger_path(settings, "job-1")
-    path.parent.mkdir(parents=True)
-    lines = [
-        {"k": "user0000@example.com", "s": "sending", "a": 1, "t": 0},
-        {"k": "user0000@example.com", "s": "sent", "a": 1, "t": 0},
-        {"k": "user0001@example.com", "s": "sending", "a": 1, "t": 0},
-    ]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"k": "torn')
+    ensure_job(settings, "job-1", "bulk_email")
+    write_marks(
+        settings,
+        "job-1",
+        [
+            ("", "held", 1),
+            ("user0000@example.com", "sent", 1),
+            ("user0001@example.com", "sending", 1),
+        ],
+    )
 
     output = run_bulk_email(make_ctx(settings, "bulk_email", bulk_params(5), attempt=2))
     assert output.result is not None
@@ -309,9 +363,9 @@ def test_bulk_worker_crash_mid_send_is_not_resent(tmp_path: Path, smtp_server: S
         "user0003@example.com",
         "user0004@example.com",
     ]
-    # The torn line was fenced off: the ledger still parses line by line.
-    for line in path.read_text().splitlines()[len(lines) + 1 :]:
-        json.loads(line)
+    # The dead attempt's lease was taken over, and its cut-off send is recorded as unknown.
+    marks = read_marks(settings, "job-1")
+    assert marks[""] == ("free", 2) and marks["user0001@example.com"] == ("unknown", 1)
 
 
 def test_bulk_per_recipient_outcomes(tmp_path: Path, smtp_server: SmtpServer) -> None:
@@ -495,9 +549,8 @@ def test_single_email_cut_off_mid_send_is_not_sent_again(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     settings = make_settings(tmp_path, smtp_server.port)
-    path = ledger_path(settings, "job-1")
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"k": "message", "s": "sending", "a": 1, "t": 0}) + "\n")
+    ensure_job(settings, "job-1")
+    write_marks(settings, "job-1", [("message", "sending", 1)])
     params = {"to": "a@example.com", "subject": "s", "body": "b"}
     with pytest.raises(PermanentJobError, match="may have been delivered, so it is not sent"):
         run_email(make_ctx(settings, "email", params, attempt=2))
@@ -508,6 +561,7 @@ def test_two_workers_cannot_send_the_same_job_at_once(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     settings = make_settings(tmp_path, smtp_server.port)
+    ensure_job(settings, "job-1", "bulk_email")
     with (
         Ledger.open(settings, "job-1", attempt=1),
         pytest.raises(TransientJobError, match="already being sent by another worker"),
@@ -521,6 +575,7 @@ def test_report_ready_notice_has_the_link_and_is_sent_once(
 ) -> None:
     settings = make_settings(tmp_path, smtp_server.port)
     url = "http://127.0.0.1:8000/reports/jobs/abc123/download"
+    ensure_job(settings, "abc123", "pdf")
     for _ in range(2):
         notify_report_ready(
             settings=settings,

@@ -10,9 +10,19 @@ from app.db.base import Base
 from app.documents.models import Document
 from app.jobs.models import ReportJob
 from app.monitoring.models import DailyStats
+from app.notifications.models import MailDelivery
 from app.reports.models import Dataset
 from app.users.models import ApiToken, User
 
 metadata = Base.metadata
 
-__all__ = ["ApiToken", "DailyStats", "Dataset", "Document", "ReportJob", "User", "metadata"]
+__all__ = [
+    "ApiToken",
+    "DailyStats",
+    "Dataset",
+    "Document",
+    "MailDelivery",
+    "ReportJob",
+    "User",
+    "metadata",
+]

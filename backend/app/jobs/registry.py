@@ -24,7 +24,6 @@ Cleanup = Callable[[Settings, str], None]
 
 _TASKS = "app.services."
 _REPORT_READY = "app.notifications.report_ready:REPORT_READY"
-_MAIL_LEDGER = "app.notifications.ledger:remove_ledger"
 
 
 def _load(path: str) -> Any:
@@ -113,14 +112,12 @@ KINDS: dict[str, JobKind] = {
             NOTIFICATIONS_QUEUE,
             _TASKS + "notification_tasks.send_email",
             "app.notifications.jobs:run_email",
-            cleanup_paths=(_MAIL_LEDGER,),
         ),
         JobKind(
             "bulk_email",
             NOTIFICATIONS_QUEUE,
             _TASKS + "notification_tasks.send_bulk_email",
             "app.notifications.jobs:run_bulk_email",
-            cleanup_paths=(_MAIL_LEDGER,),
         ),
     ]
 }

@@ -4,7 +4,7 @@ How a send goes:
 - recipients are validated and de-duplicated (case-insensitively) up front; the ledger
   (`ledger.py`) says who was already handled by an earlier attempt of this job;
 - messages go out on one connection, paced by a token bucket (MAIL_RATE_PER_SECOND), in
-  batches of MAIL_BATCH_SIZE: after each batch the ledger is fsynced and progress reported;
+  batches of MAIL_BATCH_SIZE: after each batch the ledger is written and progress reported;
 - a 5xx for one recipient fails that recipient only; a 4xx defers it; a connection dropped
   before the hand-over is re-opened and the same recipient tried again at once; a message
   whose hand-over was cut off is `unknown` and never resent;
