@@ -75,20 +75,17 @@ def test_transition_is_compare_and_set(database_url: str) -> None:
 
 def test_only_one_claim_wins(database_url: str) -> None:
     job_id = _new_job()
-    stale = utcnow() - timedelta(seconds=60)
-    assert worker.claim(job_id=job_id, worker="a", stale_before=stale)
-    assert worker.claim(job_id=job_id, worker="b", stale_before=stale) is None
+    assert worker.claim(job_id=job_id, worker="a", stale_after=60)
+    assert worker.claim(job_id=job_id, worker="b", stale_after=60) is None
     job = _job(job_id)
     assert (job.status, job.attempts, job.worker) == (S.STARTED, 1, "a")
 
 
 def test_stale_started_job_can_be_taken_over(database_url: str) -> None:
     job_id = _new_job()
-    worker.claim(job_id=job_id, worker="dead", stale_before=utcnow())
-    fresh = utcnow() - timedelta(seconds=60)
-    assert worker.claim(job_id=job_id, worker="b", stale_before=fresh) is None
-    later = utcnow() + timedelta(seconds=1)
-    taken = worker.claim(job_id=job_id, worker="b", stale_before=later)
+    worker.claim(job_id=job_id, worker="dead", stale_after=0)
+    assert worker.claim(job_id=job_id, worker="b", stale_after=60) is None
+    taken = worker.claim(job_id=job_id, worker="b", stale_after=-1)
     assert taken is not None and taken.attempts == 2
 
 
@@ -131,12 +128,10 @@ def test_reaper_requeues_then_fails_poison_jobs(database_url: str) -> None:
     job_id = _new_job()
     max_attempts = get_settings().max_attempts
     for attempt in range(1, max_attempts + 1):
-        job = worker.claim(job_id=job_id, worker="w", stale_before=utcnow())
+        job = worker.claim(job_id=job_id, worker="w", stale_after=0)
         assert job is not None and job.attempts == attempt
         with session_scope() as session:
-            requeued, failed = sweeps.requeue_stale(
-                session=session, stale_before=utcnow() + timedelta(seconds=1)
-            )
+            requeued, failed = sweeps.requeue_stale(session=session, stale_after=-1)
         if attempt < max_attempts:
             assert (requeued, failed) == ([job_id], [])
             assert _job(job_id).status == S.QUEUED
@@ -187,11 +182,9 @@ def test_jobs_queued_on_brokers_are_the_lost_publish_candidates(database_url: st
         for name in ("old", "local"):
             session.get(ReportJob, jobs[name]).queued_at = old  # type: ignore[union-attr]
     with session_scope() as session:
-        found = sweeps.queued_on_brokers(
-            session=session, queued_before=utcnow() - timedelta(hours=1)
-        )
+        found = sweeps.queued_on_brokers(session=session, older_than=3600, expired_after=3 * 3600)
     # Local jobs live in the database itself: nothing to re-send.
-    assert found == [(jobs["old"], "celery", old)]
+    assert found == [(jobs["old"], "celery", False)]
 
 
 def _job_asking_for_a_notice(email: str | None) -> tuple[str, int]:
@@ -221,7 +214,8 @@ def test_the_report_ready_notice_is_queued_with_the_link(database_url: str) -> N
     assert (notice.status, notice.backend) == (S.QUEUED, "local")
     assert notice.params["to"] == "owner@example.com"
     assert notice.params["context"]["title"] == "Q3 sales"
-    assert notice.params["context"]["download_url"].endswith(f"/reports/jobs/{job_id}/download")
+    link = notice.params["context"]["download_url"]
+    assert link.startswith("http") and f"/reports/jobs/{job_id}/download?expires=" in link
 
 
 def test_a_notice_survives_a_worker_dying_right_after_the_completion(

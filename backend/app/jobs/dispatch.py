@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
-from app.db.base import utcnow
+from app.db.clock import db_now
 from app.db.session import session_scope
 from app.jobs.backends.base import Backend, BackendUnavailable, Breaker
 from app.jobs.backends.local import LocalBackend
@@ -152,7 +152,7 @@ class Dispatcher:
                 source=[S.QUEUED],
                 target=S.QUEUED,
                 backend=name,
-                queued_at=utcnow(),
+                queued_at=db_now(),
             )
         return rows.mark_queued(session=session, job_id=job_id, backend=name)
 

@@ -13,23 +13,26 @@ import threading
 import time
 
 from app.core.config import Settings
-from app.db.base import utcnow
+from app.db.clock import db_now
 from app.jobs.errors import JobCancelled
 from app.jobs.states import JobStatus
 from app.jobs.store.transitions import owned_transition
 
 log = logging.getLogger(__name__)
 S = JobStatus
+_NOW = db_now()
 
 
 def _touch(job_id: str, attempt: int, **values: object) -> bool:
-    """Heartbeat (and optionally progress) for the attempt we own; False if we lost it."""
+    """Heartbeat (and optionally progress) for the attempt we own; False if we lost it.
+
+    Stamped with the database's clock, the one the reaper and the claim compare it with."""
     return owned_transition(
         job_id,
         source=[S.STARTED],
         target=S.STARTED,
         attempt=attempt,
-        heartbeat_at=utcnow(),
+        heartbeat_at=_NOW,
         **values,
     )
 

@@ -10,10 +10,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from app.core.config import Settings
-from app.db.base import utcnow
 from app.db.session import session_scope
 from app.jobs.dispatch import Dispatcher
 from app.jobs.models import ReportJob
@@ -41,22 +39,19 @@ def relay_once(
 ) -> RelayReport:
     """One pass: reap dead workers' jobs, publish the outbox, re-send lost retries."""
     report = RelayReport()
-    now = utcnow()
     stale = stale_after if stale_after is not None else settings.JOB_HEARTBEAT_TIMEOUT_SECONDS
     with session_scope() as session:
-        report.requeued, report.failed = sweeps.requeue_stale(
-            session=session, stale_before=now - timedelta(seconds=stale)
-        )
-    report.resent = _lost_publishes(settings, dispatcher, now)
+        report.requeued, report.failed = sweeps.requeue_stale(session=session, stale_after=stale)
+    report.resent = _lost_publishes(settings, dispatcher)
     for job_id in [*report.requeued, *report.resent]:
         _guarded(_republish, dispatcher, job_id)
 
-    grace = timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
+    grace = settings.OUTBOX_GRACE_SECONDS
     with session_scope() as session:
-        pending = sweeps.pending_for_relay(session=session, older_than=now - grace)
+        pending = sweeps.pending_for_relay(session=session, older_than=grace)
         overdue = [
             job_id
-            for job_id in sweeps.overdue_retries(session=session, due_before=now - grace * 4)
+            for job_id in sweeps.overdue_retries(session=session, overdue_after=grace * 4)
             if (job := session.get(ReportJob, job_id)) is not None and job.backend != "local"
         ]
     for job_id in pending:
@@ -77,21 +72,23 @@ def relay_once(
     return report
 
 
-def _lost_publishes(settings: Settings, dispatcher: Dispatcher, now: datetime) -> list[str]:
+def _lost_publishes(settings: Settings, dispatcher: Dispatcher) -> list[str]:
     """`queued` jobs whose message is gone: never sent (a crash between commit and publish)
     or lost with a broker restarted without its data. A re-send is safe either way: the claim
     makes a duplicate a no-op.
 
     Past the visibility timeout a job is re-sent whatever the broker says; before that, once
-    the publish grace is over, as soon as its broker reports holding no message for it.
+    the publish grace is over, as soon as its broker reports holding no message for it. Both
+    ages by the database's clock, like every time in the relay's passes.
     """
     with session_scope() as session:
         queued = sweeps.queued_on_brokers(
-            session=session, queued_before=now - timedelta(seconds=settings.publish_grace)
+            session=session,
+            older_than=settings.publish_grace,
+            expired_after=settings.visibility_timeout,
         )
-    expired = now - timedelta(seconds=settings.visibility_timeout)
-    certain = [job_id for job_id, _, queued_at in queued if queued_at < expired]
-    suspects = [(job_id, backend) for job_id, backend, queued_at in queued if queued_at >= expired]
+    certain = [job_id for job_id, _, expired in queued if expired]
+    suspects = [(job_id, backend) for job_id, backend, expired in queued if not expired]
     return certain + dispatcher.unheld(suspects) if suspects else certain
 
 

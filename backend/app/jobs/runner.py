@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.logging import job_log_context
-from app.db.base import utcnow
+from app.db.clock import db_now
 from app.db.session import session_scope
 from app.jobs import artifacts, followups
 from app.jobs.context import JobContext, JobOutput
@@ -101,12 +101,15 @@ class _Attempt:
         """Record how the attempt ended; False if the job was cancelled or taken over.
 
         With `session`, the write joins the caller's transaction instead of committing alone.
+        Times are the database's: `finished_at` its clock in the UPDATE, the history's end the
+        claim's (database) start plus the attempt's monotonic duration; no host clock.
         """
-        values.setdefault("finished_at", utcnow())
+        values.setdefault("finished_at", db_now())
+        ended_at = self.claim.started_at + timedelta(seconds=time.monotonic() - self.clock)
         entry = {
             "attempt": self.claim.attempts,
             "started_at": self.claim.started_at.isoformat(),
-            "ended_at": utcnow().isoformat(),
+            "ended_at": ended_at.isoformat(),
             "outcome": str(target),
             "error": values.get("error"),
             "worker": self.claim.worker,
@@ -124,8 +127,9 @@ class _Attempt:
 def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     """Run one delivery of `job_id`. Safe to call twice: the second call is a no-op."""
     settings = settings or get_settings()
-    stale_before = utcnow() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    claim = worker.claim(job_id=job_id, worker=worker_name(), stale_before=stale_before)
+    claim = worker.claim(
+        job_id=job_id, worker=worker_name(), stale_after=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS
+    )
     if claim is None:
         return RunOutcome(status="skipped")
     metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))
@@ -215,7 +219,7 @@ def _retry_or_fail(attempt: _Attempt, exc: BaseException) -> RunOutcome:
     moved = attempt.end(
         S.RETRYING,
         finished_at=None,
-        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        next_attempt_at=db_now(delay),  # due by the clock the claim compares it with
         error=f"attempt {claim.attempts} failed: {message}; retrying in {delay:g} s",
         progress_message=f"retrying in {delay:g} s",
     )

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core.config import Settings
 from app.core.errors import ConflictError, NotFoundError
 from app.db.base import utcnow
+from app.jobs import links
 from app.jobs.models import ReportJob
 from app.jobs.states import FINAL_STATUSES, LIVE_STATUSES, JobStatus
 from app.jobs.store.transitions import transition
@@ -36,6 +38,23 @@ def get_owned_job(*, session: Session, user: User, job_id: str) -> ReportJob:
     """The job if `user` may see it; other users' jobs look exactly like missing ones."""
     job = session.get(ReportJob, job_id)
     if job is None or (job.owner_id != user.id and not user.is_admin):
+        raise JobNotFound(job_id)
+    return job
+
+
+def get_linked_job(
+    *, session: Session, settings: Settings, job_id: str, expires: int, signature: str
+) -> ReportJob:
+    """The job a signed download link names, if the link is genuine and not expired."""
+    job = session.get(ReportJob, job_id)
+    links.verify(
+        settings,
+        job_id=job_id,
+        owner_id=job.owner_id if job is not None else -1,
+        expires=expires,
+        given=signature,
+    )
+    if job is None:  # pragma: no cover - a valid signature for a job since deleted
         raise JobNotFound(job_id)
     return job
 

@@ -9,6 +9,7 @@ from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
 
 from app.db.base import new_id, utcnow
+from app.db.clock import db_now
 from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
 from app.jobs.states import JobStatus, check
@@ -79,13 +80,20 @@ def create_job(
 
 
 def insert_job(*, session: Session, row: dict[str, Any]) -> None:
-    """`create_job` for the request path: one prepared INSERT, no unit-of-work bookkeeping."""
-    session.execute(_insert_statement(), row)
+    """`create_job` for the request path: one prepared INSERT, no unit-of-work bookkeeping.
+
+    `created_at` (and `queued_at` of a job born queued) come from the database's clock: the
+    relay compares them with it to tell a lost publish from a slow one, whatever this host's
+    clock says."""
+    session.execute(_insert_statement(born_queued=row["queued_at"] is not None), row)
 
 
 @cache
-def _insert_statement() -> Insert:
-    return insert(JOBS)
+def _insert_statement(*, born_queued: bool) -> Insert:
+    stamps = {"created_at": db_now()}
+    if born_queued:
+        stamps["queued_at"] = db_now()
+    return insert(JOBS).values(**stamps)
 
 
 def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
@@ -96,5 +104,5 @@ def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
         source=[S.PENDING, S.RETRYING],
         target=S.QUEUED,
         backend=backend,
-        queued_at=utcnow(),
+        queued_at=db_now(),  # the relay's lost-publish ages are by the database's clock
     )

@@ -1,15 +1,18 @@
 """The queries of the periodic duties: the reaper, the outbox relay, the embedded executor's
 poll and the cleanup. Each reads a bounded batch, oldest first.
+
+Ages are seconds measured by the database's clock (`db_now`), never a host's: the rows were
+stamped by other processes on other hosts, whose clocks drift.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.db.base import utcnow
+from app.db.clock import db_now
 from app.jobs.models import ReportJob
 from app.jobs.states import FINAL_STATUSES, JobStatus
 from app.jobs.store.transitions import transition
@@ -17,26 +20,26 @@ from app.jobs.store.transitions import transition
 S = JobStatus
 
 
-def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str], list[str]]:
-    """The reaper: `started` jobs whose worker stopped heart-beating.
+def requeue_stale(*, session: Session, stale_after: float) -> tuple[list[str], list[str]]:
+    """The reaper: `started` jobs whose worker stopped heart-beating `stale_after` s ago.
 
     Returns (requeued, failed): a job that used up its attempts fails (a poison job that keeps
     killing its worker must not loop forever); the others go back to `queued` on their backend.
     """
-    rows = session.scalars(
-        select(ReportJob).where(
+    found = session.execute(
+        select(ReportJob, db_now()).where(
             ReportJob.status == S.STARTED,
-            or_(ReportJob.heartbeat_at.is_(None), ReportJob.heartbeat_at < stale_before),
+            or_(ReportJob.heartbeat_at.is_(None), ReportJob.heartbeat_at < db_now(-stale_after)),
         )
     ).all()
     requeued: list[str] = []
     failed: list[str] = []
-    for job in rows:
+    for job, now in found:
         guard = [ReportJob.attempts == job.attempts, ReportJob.heartbeat_at == job.heartbeat_at]
         lost = {
             "attempt": job.attempts,
             "started_at": job.started_at.isoformat() if job.started_at else None,
-            "ended_at": utcnow().isoformat(),
+            "ended_at": now.isoformat(),
             "outcome": "lost",
             "error": "worker stopped heart-beating",
             "worker": job.worker,
@@ -49,7 +52,7 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
                 source=[S.STARTED],
                 target=S.FAILED,
                 where=guard,
-                finished_at=utcnow(),
+                finished_at=db_now(),
                 error=(
                     f"worker lost during attempt {job.attempts} of {job.max_attempts}; "
                     "gave up (the job may crash its worker)"
@@ -63,7 +66,7 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
             source=[S.STARTED],
             target=S.QUEUED,
             where=guard,
-            queued_at=utcnow(),
+            queued_at=db_now(),
             progress_message="worker lost; re-queued",
             history=history,
         ):
@@ -72,12 +75,12 @@ def requeue_stale(*, session: Session, stale_before: datetime) -> tuple[list[str
     return requeued, failed
 
 
-def pending_for_relay(*, session: Session, older_than: datetime, limit: int = 500) -> list[str]:
-    """Jobs no backend took yet (the outbox), oldest first."""
+def pending_for_relay(*, session: Session, older_than: float, limit: int = 500) -> list[str]:
+    """Jobs no backend took in `older_than` seconds (the outbox), oldest first."""
     return list(
         session.scalars(
             select(ReportJob.id)
-            .where(ReportJob.status == S.PENDING, ReportJob.created_at < older_than)
+            .where(ReportJob.status == S.PENDING, ReportJob.created_at < db_now(-older_than))
             .order_by(ReportJob.created_at)
             .limit(limit)
         ).all()
@@ -85,30 +88,35 @@ def pending_for_relay(*, session: Session, older_than: datetime, limit: int = 50
 
 
 def queued_on_brokers(
-    *, session: Session, queued_before: datetime, limit: int = 500
-) -> list[tuple[str, str, datetime]]:
-    """(id, backend, queued_at) of jobs `queued` on Celery or RQ before `queued_before` and
-    never started, oldest first: the relay's candidates for a lost publish (a crash between
-    commit and publish, or a broker restarted without its data)."""
+    *, session: Session, older_than: float, expired_after: float, limit: int = 500
+) -> list[tuple[str, str, bool]]:
+    """(id, backend, expired) of jobs `queued` on Celery or RQ for over `older_than` seconds
+    and never started, oldest first: the relay's candidates for a lost publish (a crash
+    between commit and publish, or a broker restarted without its data). `expired`: queued
+    for over `expired_after` seconds too."""
     rows = session.execute(
-        select(ReportJob.id, ReportJob.backend, ReportJob.queued_at)
+        select(ReportJob.id, ReportJob.backend, ReportJob.queued_at < db_now(-expired_after))
         .where(
             ReportJob.status == S.QUEUED,
             ReportJob.backend.in_(["celery", "rq"]),
-            ReportJob.queued_at < queued_before,
+            ReportJob.queued_at < db_now(-older_than),
         )
         .order_by(ReportJob.queued_at)
         .limit(limit)
     ).all()
-    return [(job_id, str(backend), at) for job_id, backend, at in rows if at is not None]
+    return [(job_id, str(backend), bool(expired)) for job_id, backend, expired in rows]
 
 
-def overdue_retries(*, session: Session, due_before: datetime, limit: int = 500) -> list[str]:
-    """Retrying jobs whose backoff ended a while ago and that no worker picked up."""
+def overdue_retries(*, session: Session, overdue_after: float, limit: int = 500) -> list[str]:
+    """Retrying jobs whose backoff ended over `overdue_after` seconds ago and that no worker
+    picked up."""
     return list(
         session.scalars(
             select(ReportJob.id)
-            .where(ReportJob.status == S.RETRYING, ReportJob.next_attempt_at < due_before)
+            .where(
+                ReportJob.status == S.RETRYING,
+                ReportJob.next_attempt_at < db_now(-overdue_after),
+            )
             .order_by(ReportJob.next_attempt_at)
             .limit(limit)
         ).all()
@@ -116,33 +124,38 @@ def overdue_retries(*, session: Session, due_before: datetime, limit: int = 500)
 
 
 def runnable_local(*, session: Session, limit: int) -> list[str]:
-    """Jobs the embedded executor should run now: queued on it, or retrying and due."""
-    now = utcnow()
-    return list(
-        session.scalars(
-            select(ReportJob.id)
-            .where(
-                ReportJob.backend == "local",
-                or_(
-                    ReportJob.status == S.QUEUED,
-                    (ReportJob.status == S.RETRYING) & (ReportJob.next_attempt_at <= now),
-                ),
-            )
-            .order_by(ReportJob.created_at)
-            .limit(limit)
-        ).all()
+    """Jobs the embedded executor should run now: queued on it, or retrying and due.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED`: API hosts sharing the database that poll at the
+    same moment take different rows instead of all racing for the oldest (the claim's
+    compare-and-set still decides who runs a job). The caller commits at once, releasing
+    the locks. SQLite has no row locks, and one file is one host.
+    """
+    query = (
+        select(ReportJob.id)
+        .where(
+            ReportJob.backend == "local",
+            or_(
+                ReportJob.status == S.QUEUED,
+                (ReportJob.status == S.RETRYING) & (ReportJob.next_attempt_at <= db_now()),
+            ),
+        )
+        .order_by(ReportJob.created_at)
+        .limit(limit)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query).all())
 
 
 def old_finished_jobs(
     *, session: Session, older_than: timedelta, limit: int = 1000
 ) -> list[ReportJob]:
-    cutoff = utcnow() - older_than
     return list(
         session.scalars(
             select(ReportJob)
             .where(ReportJob.status.in_([str(s) for s in FINAL_STATUSES]))
-            .where(ReportJob.created_at < cutoff)
+            .where(ReportJob.created_at < db_now(-older_than.total_seconds()))
             .limit(limit)
         ).all()
     )

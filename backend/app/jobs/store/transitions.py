@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, literal, update
+from sqlalchemy import Float, Table, Update, bindparam, literal, update
 from sqlalchemy.orm import Session
 
+from app.db.clock import db_now
 from app.db.prepared import PreparedStatement
 from app.jobs.models import ReportJob
 from app.jobs.states import JobStatus, check
@@ -34,7 +35,8 @@ def transition(
 ) -> bool:
     """Move `job_id` from one of `source` to `target` if it is still there; True if it moved.
 
-    `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns.
+    `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns
+    (a value may be a SQL expression, e.g. `db_now()` for the database's clock).
     """
     result = session.execute(_update(job_id, source, target, where, values))
     return bool(getattr(result, "rowcount", 0) == 1)
@@ -86,15 +88,37 @@ def owned_transition(
 
     The hot path (every heartbeat and every job's end): one prepared UPDATE per set of
     columns, run outside any session. Only for writes a crash may lose (`durable=False`).
+    A `db_now(...)` value is the database's clock in the statement itself (its offset, if
+    any, a bound parameter), so a statement exists per column set and clocked columns.
     """
-    stmt = _prepared(tuple(str(s) for s in source), str(target), tuple(sorted(values)))
-    params = {"p_id": job_id, "p_attempt": attempt}
-    params.update({f"v_{key}": value for key, value in values.items()})
+    clocked = {key: value for key, value in values.items() if isinstance(value, db_now)}
+    shape = tuple(
+        (key, _clock_shape(clocked[key]) if key in clocked else None) for key in sorted(values)
+    )
+    stmt = _prepared(tuple(str(s) for s in source), str(target), shape)
+    params: dict[str, Any] = {"p_id": job_id, "p_attempt": attempt}
+    for key, value in values.items():
+        if key not in clocked:
+            params[f"v_{key}"] = value
+        elif value.seconds is not None:
+            params[f"s_{key}"] = float(value.seconds)
     return stmt.rowcount(params) == 1
 
 
+def _clock_shape(value: db_now) -> str:
+    return "now" if value.seconds is None else "now+"
+
+
+def _value(key: str, clock: str | None) -> Any:
+    if clock is None:
+        return bindparam(f"v_{key}", type_=JOBS.c[key].type)
+    return db_now() if clock == "now" else db_now(bindparam(f"s_{key}", type_=Float()))
+
+
 @cache
-def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> PreparedStatement:
+def _prepared(
+    sources: tuple[str, ...], target: str, shape: tuple[tuple[str, str | None], ...]
+) -> PreparedStatement:
     for s in sources:
         check(JobStatus(s), JobStatus(target))
     return PreparedStatement(
@@ -104,8 +128,5 @@ def _prepared(sources: tuple[str, ...], target: str, keys: tuple[str, ...]) -> P
             _status_in(sources),
             JOBS.c.attempts == bindparam("p_attempt"),
         )
-        .values(
-            status=target,
-            **{key: bindparam(f"v_{key}", type_=JOBS.c[key].type) for key in keys},
-        )
+        .values(status=target, **{key: _value(key, clock) for key, clock in shape})
     )

@@ -10,10 +10,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, or_
+from sqlalchemy import Float, bindparam, or_
 from sqlalchemy.orm import Session
 
-from app.db.base import UTCDateTime, utcnow
+from app.db.clock import db_now
 from app.db.prepared import PreparedStatement
 from app.jobs.states import JobStatus
 from app.jobs.store.transitions import JOBS, owned_transition, prepare_transition, transition
@@ -38,16 +38,16 @@ class Claim:
     worker: str
 
 
-def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
+def claim(*, job_id: str, worker: str, stale_after: float) -> Claim | None:
     """Take the job for one attempt, or None if someone else has it or it is finished.
 
-    One UPDATE ... RETURNING, committed on its own: a `started` job whose heartbeat is older
-    than `stale_before` is taken over (its worker died); a `retrying` job only once its
-    backoff is over (an early redelivery is refused, not run early).
+    One UPDATE ... RETURNING, committed on its own: a `started` job whose heartbeat is more
+    than `stale_after` seconds old is taken over (its worker died); a `retrying` job only once
+    its backoff is over (an early redelivery is refused, not run early). Both by the
+    database's clock, which also stamps `started_at` and is returned: hosts' clocks drift.
     """
-    now = utcnow()
     row = _claim_statement().returning(
-        {"p_id": job_id, "p_now": now, "p_stale": stale_before, "p_worker": worker}
+        {"p_id": job_id, "p_stale": -float(stale_after), "p_worker": worker}
     )
     if row is None:
         return None
@@ -61,7 +61,7 @@ def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
         max_attempts=row["max_attempts"],
         history=list(row["history"] or []),
         queued_at=row["queued_at"],  # aware: the column type converts it
-        started_at=now,
+        started_at=row["started_at"],
         worker=worker,
     )
 
@@ -69,7 +69,7 @@ def claim(*, job_id: str, worker: str, stale_before: datetime) -> Claim | None:
 @cache
 def _claim_statement() -> PreparedStatement:
     """Built once: claiming is the hot path of every job."""
-    now, stale = bindparam("p_now", type_=UTCDateTime()), bindparam("p_stale", type_=UTCDateTime())
+    now, stale = db_now(), db_now(bindparam("p_stale", type_=Float()))
     statement = prepare_transition(
         source=[S.PENDING, S.QUEUED, S.RETRYING, S.STARTED],
         target=S.STARTED,
@@ -103,6 +103,7 @@ def _claim_statement() -> PreparedStatement:
         JOBS.c.max_attempts,
         JOBS.c.history,
         JOBS.c.queued_at,
+        JOBS.c.started_at,
     )
     return PreparedStatement(statement)
 
