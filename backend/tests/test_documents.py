@@ -527,7 +527,7 @@ def test_upload_limits(service: Service, auth: dict[str, str]) -> None:
 
     assert service.client.post("/documents", headers=auth).status_code == 422  # no file
     assert service.client.post("/documents", files={"file": ("a", b"x")}).status_code == 401
-    leftovers = list((service.settings.storage_root / "tmp").glob("upload-*"))
+    leftovers = list(service.settings.scratch_dir.glob("upload-*"))
     assert leftovers == []  # refused uploads leave nothing behind
 
 
@@ -579,4 +579,4 @@ def test_store_enforces_the_limit_while_streaming(tmp_path: Path) -> None:
             source=source,
             filename="x.png",
         )
-    assert not list((settings.storage_root / "tmp").iterdir())
+    assert not list(settings.scratch_dir.iterdir())

@@ -264,7 +264,7 @@ def test_upload_over_the_limit_is_413(
     response = api.post("/datasets", files={"file": ("big.csv", CSV.encode())}, headers=auth)
     assert response.status_code == 413
     assert "MAX_UPLOAD_BYTES" in response.json()["detail"]
-    leftovers = list((service.settings.storage_root / "tmp").glob("dataset-*"))
+    leftovers = list(service.settings.scratch_dir.glob("dataset-*"))
     assert leftovers == []
 
 

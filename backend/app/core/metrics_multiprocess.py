@@ -77,7 +77,8 @@ def _new_file_values() -> None:
 
 
 def _base_dir(settings: Settings) -> Path:
-    base = Path(settings.PROMETHEUS_MULTIPROC_DIR or settings.storage_root / "prometheus")
+    # Per host, never in the (possibly shared or remote) storage: under VAR_DIR.
+    base = Path(settings.PROMETHEUS_MULTIPROC_DIR or settings.VAR_DIR / "prometheus")
     if (base / _OWNER_FILE).exists():
         # The variable was inherited from another instance (a worker started from the API's
         # environment): use its parent, never the other instance's own directory.

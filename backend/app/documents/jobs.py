@@ -1,7 +1,8 @@
 """Job handlers for the documents queue: OCR and thumbnails of an uploaded document.
 
-`ctx.params` (set by the documents route): `document_id`, `document_path` (absolute),
-`mime_type`, optional `filename`, and `languages` (OCR) or `pages` (thumbnails).
+`ctx.params` (set by the documents route): `document_id`, `document_key` (its storage key),
+`mime_type`, optional `filename`, and `languages` (OCR) or `pages` (thumbnails). The worker
+stages the document into its own scratch directory for the attempt (in place for `file://`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,16 @@ from app.documents import ocr, pdfium, thumbnails
 from app.documents.sniff import PDF, sniff_mime
 from app.jobs.context import ArtifactFile, JobContext, JobOutput
 from app.jobs.errors import PermanentJobError
+from app.storage import ObjectMissing, StorageError, StorageUnavailable, get_store, staged
 
 
 def run_ocr(ctx: JobContext) -> JobOutput:
     """Text of every page (in the result) and a searchable PDF (the artifact)."""
-    path, mime = _document(ctx)
+    with _document(ctx) as (path, mime):
+        return _ocr(ctx, path, mime)
+
+
+def _ocr(ctx: JobContext, path: Path, mime: str) -> JobOutput:
     languages = str(ctx.params.get("languages") or ctx.settings.OCR_LANGUAGES)
     ctx.progress(1, "checking the OCR engine")
     out_pdf = ctx.temp_path(".pdf")
@@ -71,7 +77,11 @@ def run_thumbnails(ctx: JobContext) -> JobOutput:
     A ZIP, not the largest PNG: the point of several sizes is having all of them, and one
     artifact keeps the download atomic and checksummed.
     """
-    path, mime = _document(ctx)
+    with _document(ctx) as (path, mime):
+        return _thumbnails(ctx, path, mime)
+
+
+def _thumbnails(ctx: JobContext, path: Path, mime: str) -> JobOutput:
     pages = _int_param(ctx.params, "pages", default=1, low=1, high=thumbnails.MAX_THUMBNAIL_PAGES)
     try:
         sizes = thumbnails.normalise_sizes(list(ctx.settings.THUMBNAIL_SIZES))
@@ -118,23 +128,39 @@ def _decode_errors() -> Iterator[None]:
         raise PermanentJobError(f"the image cannot be decoded: {exc}") from None
 
 
-def _document(ctx: JobContext) -> tuple[Path, str]:
-    """The document's path and its type, sniffed again: the file is the truth, not the row."""
-    raw = ctx.params.get("document_path")
-    if not raw:
-        raise PermanentJobError("the job has no document_path parameter")
-    path = Path(str(raw))
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        raise PermanentJobError(
-            f"the document file is gone ({path.name}); it may have been deleted: upload it again"
-        ) from None
-    mime = sniff_mime(head)
-    if mime is None:
-        raise PermanentJobError("the stored document is not a PDF, PNG, JPEG or TIFF file")
-    return path, mime
+@contextmanager
+def _document(ctx: JobContext) -> Iterator[tuple[Path, str]]:
+    """The document as a local file, and its type sniffed again: the file is the truth, not
+    the row. A staged copy is removed when the block ends."""
+    key = ctx.params.get("document_key")
+    # `document_path` (a host path) is what jobs queued before the object store carry: still
+    # read, so they survive the upgrade.
+    legacy = ctx.params.get("document_path")
+    if not key and not legacy:
+        raise PermanentJobError("the job has no document_key parameter")
+    name = Path(str(key or legacy)).name
+    gone = f"the document file is gone ({name}); it may have been deleted: upload it again"
+    with ExitStack() as stack:
+        try:
+            if key:
+                store = get_store(ctx.settings)
+                path = stack.enter_context(
+                    staged(store, str(key), ctx.scratch_dir, prefix=f"{ctx.job_id}-")
+                )
+            else:
+                path = Path(str(legacy))
+            with path.open("rb") as fh:
+                head = fh.read(4096)
+        except (ObjectMissing, FileNotFoundError):
+            raise PermanentJobError(gone) from None
+        except StorageUnavailable:
+            raise  # a ConnectionError: the runner retries the attempt
+        except StorageError as exc:
+            raise PermanentJobError(f"the stored document cannot be read: {exc}") from exc
+        mime = sniff_mime(head)
+        if mime is None:
+            raise PermanentJobError("the stored document is not a PDF, PNG, JPEG or TIFF file")
+        yield path, mime
 
 
 def _stem(ctx: JobContext) -> str:

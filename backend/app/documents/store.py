@@ -53,7 +53,9 @@ def save_upload(
             pages=info.pages,
             sha256=upload.sha256,
         )
-        return Kept(file=upload.path, suffix=info.extension, row=document)
+        return Kept(
+            file=upload.path, suffix=info.extension, row=document, content_type=info.mime_type
+        )
 
     return documents.save(
         settings=settings, session=session, owner=owner, source=source, accept=accept

@@ -1,28 +1,36 @@
-"""Artifact files: moved into place atomically, addressed only by job id (never a client path)."""
+"""Artifact files: built on the worker's scratch disk, kept in the object store under
+`artifacts/<job_id>/<filename>`, addressed only by job id (never a client path).
+
+The `artifact_path` column holds that key; rows written before the object store held the
+same string as a path relative to the storage root, which is the same key.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.config import Settings
 from app.core.errors import ConflictError, GoneError
-from app.core.files import fsync_dir, resolve_under
 from app.jobs.context import ArtifactFile
 from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
 from app.jobs.states import JobStatus
+from app.storage import ObjectMissing, get_store
 
+log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
 class StoredArtifact:
     relative_path: str
+    """The storage key (the `artifact_path` column)."""
     filename: str
     mime_type: str
     size: int
@@ -30,12 +38,12 @@ class StoredArtifact:
 
 
 def scratch_dir(settings: Settings) -> Path:
-    """Temp files live on the storage volume so the final move is a rename, not a copy."""
-    return settings.storage_root / "tmp"
+    """This host's scratch directory (SCRATCH_DIR): handlers build files here; never shared."""
+    return settings.scratch_dir
 
 
-def job_dir(settings: Settings, job_id: str) -> Path:
-    return settings.storage_root / "artifacts" / job_id
+def job_prefix(job_id: str) -> str:
+    return f"artifacts/{job_id}/"
 
 
 def safe_filename(name: str) -> str:
@@ -44,23 +52,22 @@ def safe_filename(name: str) -> str:
 
 
 def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArtifact:
-    """fsync the file, hash it, and `os.replace` it to its final name (same path on a re-run)."""
+    """Hash the built file and put it in the store (same key on a re-run, so a retried
+    completion replaces, never duplicates); the local file is gone afterwards."""
     filename = safe_filename(artifact.filename)
-    target_dir = job_dir(settings, job_id)
-    target_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    with open(artifact.path, "rb+") as handle:
-        os.fsync(handle.fileno())
-        handle.seek(0)
+    with open(artifact.path, "rb") as handle:
         while chunk := handle.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-    target = target_dir / filename
-    os.replace(artifact.path, target)
-    fsync_dir(target_dir)
+    key = job_prefix(job_id) + filename
+    try:
+        get_store(settings).put_file(key, artifact.path, artifact.mime_type, move=True)
+    finally:
+        artifact.path.unlink(missing_ok=True)
     return StoredArtifact(
-        relative_path=str(target.relative_to(settings.storage_root)),
+        relative_path=key,
         filename=filename,
         mime_type=artifact.mime_type,
         size=size,
@@ -69,8 +76,12 @@ def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArti
 
 
 def resolve(settings: Settings, relative_path: str) -> Path:
-    """The absolute path of a stored artifact; refuses anything outside the storage root."""
-    return resolve_under(settings.storage_root, relative_path, "artifact")
+    """The local file of an artifact key in a `file://` store; refuses a key outside it
+    (ValueError). A remote store has no local file: ValueError as well."""
+    path = get_store(settings).local_path(relative_path)
+    if path is None:
+        raise ValueError("artifacts of a remote store have no local path")
+    return path
 
 
 class NoFileYet(ConflictError):
@@ -81,14 +92,40 @@ class FileRemoved(GoneError):
     """The job completed, but its file was removed since (cleanup, or by hand)."""
 
 
-def downloadable(settings: Settings, job: ReportJob) -> Path:
-    """The file of a completed job, ready to send."""
+@dataclass(frozen=True)
+class Download:
+    """An artifact opened for sending: a local file (`file://`, sent with range support)
+    or a stream of chunks from the store, with its exact length."""
+
+    filename: str
+    media_type: str
+    size: int
+    path: Path | None = None
+    chunks: Iterator[bytes] | None = None
+
+
+def downloadable(settings: Settings, job: ReportJob) -> Download:
+    """The file of a completed job, ready to send; `FileRemoved` if the store lost it.
+
+    The object is opened (and its size read) before anything is sent, so a missing one is a
+    clean 410, not a response cut off midway.
+    """
     if job.status != JobStatus.COMPLETED or not job.artifact_path:
         raise NoFileYet(f"Job {job.id} has no file to download (status: {job.status}).")
-    path = resolve(settings, job.artifact_path)
-    if not path.is_file():
-        raise FileRemoved("The file of this job was removed.")
-    return path
+    key = job.artifact_path
+    filename = job.artifact_name or Path(key).name
+    media_type = job.artifact_mime or "application/octet-stream"
+    objects = get_store(settings)
+    local = objects.local_path(key)
+    try:
+        if local is not None:
+            if not local.is_file():
+                raise ObjectMissing(key)
+            return Download(filename, media_type, local.stat().st_size, path=local)
+        size = objects.size(key)
+        return Download(filename, media_type, size, chunks=objects.read_chunks(key))
+    except ObjectMissing:
+        raise FileRemoved("The file of this job was removed.") from None
 
 
 def discard_scratch(settings: Settings, job_id: str) -> None:
@@ -101,9 +138,12 @@ def discard_scratch(settings: Settings, job_id: str) -> None:
 
 
 def remove_job_files(settings: Settings, job_id: str, job_type: str) -> None:
-    """Everything a job left on disk: its artifact, scratch files, and what its kind keeps
-    (the mail ledger of an e-mail job)."""
-    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    """Everything a job left: its stored objects (wherever the store is), this host's
+    scratch files, and what its kind keeps (the mail ledger of an e-mail job).
+
+    Raises a `StorageError` when the store could not delete; deleting nothing is fine.
+    """
+    get_store(settings).delete_prefix(job_prefix(job_id))
     discard_scratch(settings, job_id)
     for remove in kind_of(job_type).cleanups():
         remove(settings, job_id)

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 
 from app.core import metrics
 from app.core.config import Settings
+from app.storage import get_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,6 +237,18 @@ def check_disk(
     )
 
 
+def check_storage(
+    *, settings: Settings, timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str = "storage"
+) -> CheckResult:
+    """A remote object store answers (S3: `head_bucket`); what `STORAGE_URL` names."""
+
+    def probe() -> tuple[bool, str, dict[str, Any]]:
+        where = get_store(settings).ping()
+        return True, "ok", {"url": where}
+
+    return _run(name, probe, timeout)
+
+
 def check_backend(*, backend: Any, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> CheckResult:
     """A dispatcher backend's own bounded ping (`Backend.ping`)."""
     name = str(getattr(backend, "name", "backend"))
@@ -278,19 +291,26 @@ def run_health_checks(
         checks.append(check_broker(url=settings.RQ_REDIS_URL, timeout=timeout, name="rq_redis"))
     if celery_app is not None and settings.CELERY_BROKER_URL and checks[1].ok:
         checks += check_workers(celery_app=celery_app, queues=queues or QUEUES, timeout=timeout)
-    checks.append(
-        check_disk(
-            path=settings.storage_root,
-            min_free_bytes=int(
-                _setting(settings, "DISK_MIN_FREE_BYTES", min_free_bytes, DEFAULT_MIN_FREE_BYTES)
-            ),
-            min_free_percent=float(
-                _setting(
-                    settings, "DISK_MIN_FREE_PERCENT", min_free_percent, DEFAULT_MIN_FREE_PERCENT
-                )
-            ),
-        )
+    min_bytes = int(
+        _setting(settings, "DISK_MIN_FREE_BYTES", min_free_bytes, DEFAULT_MIN_FREE_BYTES)
     )
+    min_percent = float(
+        _setting(settings, "DISK_MIN_FREE_PERCENT", min_free_percent, DEFAULT_MIN_FREE_PERCENT)
+    )
+    local_root = get_store(settings).local_root
+    if local_root is None:
+        # A remote store has no disk of ours to fill: ask it to answer instead. Workers still
+        # stage and build files on their own scratch disk.
+        checks.append(check_storage(settings=settings, timeout=timeout))
+        disk = check_disk(
+            path=settings.scratch_dir,
+            min_free_bytes=min_bytes,
+            min_free_percent=min_percent,
+            name="scratch_disk",
+        )
+    else:
+        disk = check_disk(path=local_root, min_free_bytes=min_bytes, min_free_percent=min_percent)
+    checks.append(disk)
     report = HealthReport(ok=all(check.ok for check in checks), checks=checks)
     for check in checks:
         metrics.set_health(check.name, check.ok)

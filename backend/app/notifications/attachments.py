@@ -6,11 +6,12 @@ up front with a message naming `attach_job_id`, instead of failing the e-mail jo
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ConflictError, InvalidInputError
-from app.jobs import artifacts
 from app.jobs.states import JobStatus
 from app.jobs.store import reads
 from app.notifications.email import MAX_ATTACHMENT_BYTES
@@ -47,9 +48,10 @@ def job_attachment(
             f"attach_job_id: the file is {job.artifact_size:,} bytes, more than mail "
             f"can carry ({MAX_ATTACHMENT_BYTES:,}); send its download link instead"
         )
-    path = artifacts.resolve(settings, job.artifact_path)
+    key = job.artifact_path
     return {
-        "path": str(path),
-        "filename": job.artifact_name or path.name,
+        # The storage key, never a host path: the e-mail worker may be on another host.
+        "key": key,
+        "filename": job.artifact_name or PurePosixPath(key).name,
         "mime_type": job.artifact_mime or "application/octet-stream",
     }

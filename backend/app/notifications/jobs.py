@@ -1,13 +1,17 @@
 """Job handlers for the notifications queue, and the heavy-report "notify" hook.
 
 `email` params: `to` (an address or a list), `subject`, `template` or `body` (+ optional
-`html_body`), `context`, and `attachments` ([{path, filename, mime_type}], resolved by the
-route from a finished job of the caller). `bulk_email` params: `subject`, `template` or
-`body`, optional `html_body` and shared `context`, and `recipients` ([{email, context}]).
+`html_body`), `context`, and `attachments` ([{key, filename, mime_type}]: the storage key of a
+finished job's artifact of the caller, resolved by the route; jobs queued before the object
+store carry a host `path` instead, still read so they survive the upgrade). `bulk_email`
+params: `subject`, `template` or `body`, optional `html_body` and shared `context`, and
+`recipients` ([{email, context}]).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from app.notifications.email import (
     send_once,
 )
 from app.notifications.templates import MailTemplate, TemplateProblem, compile_template
+from app.storage import ObjectMissing, StorageError, StorageUnavailable, get_store, staged
 
 REPORT_READY_TEMPLATE = "report_ready"
 
@@ -43,23 +48,24 @@ def run_email(ctx: JobContext) -> JobOutput:
         mail = template.render(dict(params.get("context") or {}))
     except TemplateProblem as exc:
         raise PermanentJobError(str(exc)) from None
-    attachments = [
-        Attachment(
-            Path(str(item["path"])),
-            str(item["filename"]),
-            str(item.get("mime_type") or "application/octet-stream"),
-        )
-        for item in params.get("attachments") or []
-    ]
     ctx.progress(10, "building the message")
-    msg = build_message(
-        settings=ctx.settings,
-        to=to,
-        mail=mail,
-        msg_id=message_id(ctx.settings, ctx.job_id),
-        attachments=attachments,
-        headers={"X-Job-Id": ctx.job_id},
-    )
+    with ExitStack() as stack:
+        attachments = [
+            Attachment(
+                stack.enter_context(_attachment_file(ctx, item)),
+                str(item["filename"]),
+                str(item.get("mime_type") or "application/octet-stream"),
+            )
+            for item in params.get("attachments") or []
+        ]
+        msg = build_message(
+            settings=ctx.settings,
+            to=to,
+            mail=mail,
+            msg_id=message_id(ctx.settings, ctx.job_id),
+            attachments=attachments,
+            headers={"X-Job-Id": ctx.job_id},
+        )
     ctx.progress(30, "sending")
     outcome = send_once(
         settings=ctx.settings,
@@ -78,6 +84,29 @@ def run_email(ctx: JobContext) -> JobOutput:
             "attachments": [item.filename for item in attachments],
         }
     )
+
+
+@contextmanager
+def _attachment_file(ctx: JobContext, item: dict[str, Any]) -> Iterator[Path]:
+    """An attachment as a local file for the length of the block: staged from the store by
+    its `key`, or (a job queued before the object store) its host `path` as it is."""
+    key = item.get("key")
+    if not key:
+        yield Path(str(item["path"]))
+        return
+    try:
+        with staged(
+            get_store(ctx.settings), str(key), ctx.scratch_dir, prefix=f"{ctx.job_id}-"
+        ) as path:
+            yield path
+    except ObjectMissing:
+        raise PermanentJobError(
+            f"the attachment {item.get('filename')!r} no longer exists (its job may have expired)"
+        ) from None
+    except StorageUnavailable:
+        raise  # a ConnectionError: the runner retries the attempt
+    except StorageError as exc:
+        raise PermanentJobError(f"the attachment cannot be read: {exc}") from exc
 
 
 def run_bulk_email(ctx: JobContext) -> JobOutput:

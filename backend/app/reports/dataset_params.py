@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core.config import get_settings
 from app.reports.dataset_store import DatasetNotFound, datasets
 from app.reports.demo_datasets import columns_of_demo
 from app.reports.errors import InvalidReportRequest
@@ -36,7 +35,8 @@ def prepare_heavy_params(
         raise DatasetNotFound(dataset_id, f"no dataset with id {dataset_id!r} for this token")
     params = validate_request(request, dict(dataset.columns), dataset_label=dataset.name)
     params.update(
-        dataset_path=str(datasets.absolute_path(get_settings(), dataset)),
+        # A storage key, not a path: the worker may be on another host (it stages the object).
+        dataset_key=datasets.key_of(dataset),
         dataset_format="parquet",  # what is stored, whatever was uploaded
         dataset_name=dataset.name,
     )

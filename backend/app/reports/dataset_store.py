@@ -27,6 +27,7 @@ from app.users.models import User
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
 PARQUET_MAGIC = b"PAR1"
+PARQUET_MIME = "application/vnd.apache.parquet"
 ACCEPTED_DESCRIPTION = "CSV (UTF-8, with a header row) or Parquet"
 
 
@@ -77,7 +78,7 @@ def save_upload(
             columns=columns,
             row_count=rows,
         )
-        return Kept(file=converted, suffix=".parquet", row=dataset)
+        return Kept(file=converted, suffix=".parquet", row=dataset, content_type=PARQUET_MIME)
 
     return datasets.save(
         settings=settings, session=session, owner=owner, source=source, accept=accept

@@ -6,6 +6,7 @@ only turns params into a file and a small JSON result, reporting progress as it 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -24,6 +25,7 @@ from app.reports.errors import InvalidReportRequest
 from app.reports.params import ReportParams
 from app.reports.progress import Progress
 from app.reports.queries import filter_sql
+from app.storage import ObjectMissing, StorageError, StorageUnavailable, get_store
 
 HTML_MIME = "text/html; charset=utf-8"
 MAX_RESULT_BYTES = 512 * 1024
@@ -42,6 +44,29 @@ def _memory_limit_mb(ctx: JobContext) -> int:
     """DuckDB's share of a worker's memory budget (the rest is Python, ReportLab, buffers)."""
     budget_mb = ctx.settings.WORKER_MAX_MEMORY_PER_CHILD_KB // 1024
     return max(128, min(4096, budget_mb // 2))
+
+
+def _staged(ctx: JobContext, p: ReportParams, work: Path) -> ReportParams:
+    """`p` with its uploaded dataset as a local file: read in place from a `file://` store,
+    else downloaded into this attempt's work directory (removed with it)."""
+    key = p.source.get("key")
+    if p.source.get("source") != "upload" or not key:
+        return p  # a demo, or a job queued before the object store (a `path` already)
+    objects = get_store(ctx.settings)
+    try:
+        local = objects.local_path(key)
+        if local is None:
+            local = work / f"dataset{Path(key).suffix}"
+            objects.download(key, local)
+        elif not local.is_file():
+            raise ObjectMissing(key)
+    except ObjectMissing:
+        raise PermanentJobError("the uploaded dataset's file no longer exists") from None
+    except StorageUnavailable:
+        raise  # a ConnectionError: the runner retries the attempt
+    except StorageError as exc:
+        raise PermanentJobError(f"the uploaded dataset cannot be read: {exc}") from exc
+    return dataclasses.replace(p, source={**p.source, "path": str(local)})
 
 
 def _open(ctx: JobContext, p: ReportParams, work: Path, progress: Progress) -> OpenedDataset:
@@ -88,6 +113,7 @@ def run(ctx: JobContext) -> JobOutput:
     work = Path(tempfile.mkdtemp(prefix=f"{ctx.job_id}-", dir=_scratch(ctx)))
     out: Path | None = None
     try:
+        p = _staged(ctx, p, work)
         ds = _open(ctx, p, work, progress)
         try:
             if kind == "pdf":

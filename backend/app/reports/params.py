@@ -19,7 +19,8 @@ from app.reports.schemas import DEFAULT_DETAIL_ROWS, DemoDatasetRef
 @dataclass(frozen=True)
 class ReportParams:
     """The job params as builders read them (the dict `validate_request` produced, plus the
-    uploaded file's location filled in at submission)."""
+    uploaded file's storage key filled in at submission). An upload's `source` has `key`
+    (staged to a local `path` by the handler) or, from an older job, `path` itself."""
 
     report_type: str
     title: str
@@ -37,11 +38,14 @@ class ReportParams:
         dataset = dict(params.get("dataset") or {"source": "demo"})
         columns = dict(params.get("columns") or {})
         if dataset.get("source") == "upload":
-            if not params.get("dataset_path"):
+            # `dataset_key` names the stored object; `dataset_path` (a host path) is what jobs
+            # queued before the object store carry: still read, so they survive the upgrade.
+            key, path = params.get("dataset_key"), params.get("dataset_path")
+            if not key and not path:
                 raise InvalidReportRequest("the uploaded dataset's file is not known")
             source: dict[str, Any] = {
                 "source": "upload",
-                "path": str(params["dataset_path"]),
+                **({"key": str(key)} if key else {"path": str(path)}),
                 "format": params.get("dataset_format") or "csv",
                 "columns": columns,
                 "display_name": params.get("dataset_name") or dataset.get("dataset_id"),

@@ -9,6 +9,7 @@ from app.core.config import get_settings
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.relay import relay_once
 from app.monitoring import daily_stats, health, system
+from app.storage import get_store
 
 
 @celery_app.task(name="app.services.monitoring_tasks.health_check")
@@ -19,8 +20,10 @@ def health_check() -> dict[str, Any]:
 
 @celery_app.task(name="app.services.monitoring_tasks.collect_system_metrics")
 def collect_system_metrics() -> dict[str, Any]:
-    """CPU, memory and disk of the storage root, exported as gauges."""
-    return system.collect_system_metrics(paths=[get_settings().storage_root])
+    """CPU, memory and disk of the local storage root (or, with S3, the scratch disk)."""
+    settings = get_settings()
+    local_root = get_store(settings).local_root
+    return system.collect_system_metrics(paths=[local_root or settings.scratch_dir])
 
 
 @celery_app.task(name="app.services.monitoring_tasks.daily_metrics_report")

@@ -1,19 +1,20 @@
 """One store for every kind of owned upload: receive, keep, list, get, delete.
 
-An upload streams to a temporary file on the storage volume (hashed and counted on the way,
-cut off at MAX_UPLOAD_BYTES). The kind then checks what arrived and says which file to keep
-(the upload itself, or something made from it) and the row that describes it. Only then is
-the file renamed into place and the row added, so a refused upload leaves nothing behind:
-every scratch file of the upload is removed whatever happens.
+An upload streams to a temporary file in this host's SCRATCH_DIR (hashed and counted on the
+way, cut off at MAX_UPLOAD_BYTES). The kind then checks what arrived and says which file to
+keep (the upload itself, or something made from it) and the row that describes it. Only then
+is the file put in the object store (`app.storage`) under its key, `<folder>/ab/<id><suffix>`,
+and the row added with that key in `path`, so a refused upload leaves nothing behind: every
+scratch file of the upload is removed whatever happens.
 
 Rows belong to their uploader: someone else's is reported exactly like a missing one. The
-file of a deleted row is unlinked only once the delete is committed, and the file of a saved
-row is unlinked if its commit fails, so a row never outlives its file.
+object of a deleted row is removed only once the delete is committed, and the object of a
+saved row is removed if its commit fails, so a row never outlives its object.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
 import uuid
 from collections.abc import Callable
@@ -28,9 +29,12 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
-from app.core.files import TooLarge, copy_limited, fsync_dir, resolve_under
+from app.core.files import TooLarge, copy_limited
 from app.db.base import Base, new_id
+from app.storage import StorageError, get_store
 from app.users.models import User
+
+log = logging.getLogger(__name__)
 
 
 class UploadTooLarge(PayloadTooLargeError):
@@ -47,7 +51,8 @@ class OwnedFile(Protocol):
     id: str
     owner_id: int
     path: str
-    """Relative to the storage root, so the volume can move."""
+    """The storage key (for rows older than the object store, the path relative to the
+    storage root, which is the same string)."""
     created_at: datetime
 
 
@@ -65,7 +70,7 @@ def _owned(row: Base) -> OwnedFile:
 
 @dataclass(frozen=True)
 class Received:
-    """The bytes as sent, in a temporary file under the storage root's `tmp/`."""
+    """The bytes as sent, in a temporary file in this host's scratch directory."""
 
     path: Path
     size: int
@@ -86,10 +91,12 @@ class Kept(Generic[RowT]):
     """
 
     file: Path
-    """The upload itself or a scratch file made from it; it is renamed into place."""
+    """The upload itself or a scratch file made from it; it is put in the store."""
     suffix: str
     """Of the stored file, e.g. ".pdf"."""
     row: RowT
+    content_type: str = "application/octet-stream"
+    """Of the stored object (what a store serving it directly would send)."""
 
 
 Accept = Callable[[Received], Kept[RowT]]
@@ -103,10 +110,10 @@ class Page(Generic[RowT]):
 
 
 class UploadStore(Generic[RowT]):
-    """The uploads of one kind: rows of `model`, files under `storage_root / folder`.
+    """The uploads of one kind: rows of `model`, objects under the key prefix `folder/`.
 
-    `tmp_prefix` names the temporary files (`tmp/<prefix>-<random>...`); `not_found` builds
-    the error for an id that is absent or someone else's.
+    `tmp_prefix` names the temporary files (`<SCRATCH_DIR>/<prefix>-<random>...`);
+    `not_found` builds the error for an id that is absent or someone else's.
     """
 
     def __init__(
@@ -127,12 +134,17 @@ class UploadStore(Generic[RowT]):
         if missing:
             raise TypeError(f"{model.__name__} lacks the columns {sorted(missing)}")
 
-    def root(self, settings: Settings) -> Path:
-        return settings.storage_root / self.folder
+    def key_of(self, row: RowT) -> str:
+        """The row's storage key."""
+        return _owned(row).path
 
     def absolute_path(self, settings: Settings, row: RowT) -> Path:
-        """Where the file is; refuses a row whose path would leave the storage root."""
-        return resolve_under(settings.storage_root, _owned(row).path, self.folder)
+        """The row's file on this host, for a `file://` store only (ValueError otherwise, and
+        for a key that would leave the storage root). Workers use the key, never this."""
+        path = get_store(settings).local_path(self.key_of(row))
+        if path is None:
+            raise ValueError(f"{self.folder}: a remote store has no local path")
+        return path
 
     # ------------------------------------------------------------------------- writes
 
@@ -151,50 +163,60 @@ class UploadStore(Generic[RowT]):
         Raises `UploadTooLarge` or `EmptyUpload`, or whatever `accept` raises; neither the
         session nor `owner` is touched before the upload has been accepted.
         """
-        tmp_dir = settings.storage_root / "tmp"
+        tmp_dir = settings.scratch_dir
         tmp_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{self.tmp_prefix}-{uuid.uuid4().hex}"
         upload = tmp_dir / f"{stem}.part"
+        objects = get_store(settings)
         try:
             size, digest = _receive(source, upload, settings.MAX_UPLOAD_BYTES)
             kept = accept(Received(path=upload, size=size, sha256=digest, stem=stem))
             row_id = new_id()
-            relative = Path(self.folder) / row_id[:2] / f"{row_id}{kept.suffix}"
-            final = settings.storage_root / relative
-            _move_into_place(kept.file, final)
+            key = f"{self.folder}/{row_id[:2]}/{row_id}{kept.suffix}"
+            # A fresh key: on failure nothing but this upload's object can be affected.
+            objects.put_file(key, kept.file, kept.content_type, move=True)
         finally:
             _remove_scratch(tmp_dir, stem)
         row = kept.row
         fields = _owned(row)
         fields.id = row_id
         fields.owner_id = owner.id
-        fields.path = str(relative)
+        fields.path = key
         try:
             session.add(row)
             session.flush()
         except BaseException:
-            final.unlink(missing_ok=True)
+            objects.delete(key)
             raise
         return row
 
     def commit_saved(self, *, settings: Settings, session: Session, row: RowT) -> None:
-        """Commit the saved row; if that fails, its file goes too (no orphan file)."""
+        """Commit the saved row; if that fails, its object goes too (no orphan object)."""
         try:
             session.commit()
         except BaseException:
-            self.absolute_path(settings, row).unlink(missing_ok=True)
+            get_store(settings).delete(self.key_of(row))
             raise
 
     def delete_owned(
         self, *, settings: Settings, session: Session, owner: User, upload_id: str
     ) -> None:
-        """Delete the caller's row, commit, then unlink its file: a failed commit never
-        leaves a row without its file. Raises the kind's not-found error."""
+        """Delete the caller's row, commit, then remove its object: a failed commit never
+        leaves a row without its object. Raises the kind's not-found error.
+
+        The row is gone once committed; an object the store then fails to delete is logged
+        (an orphan for an operator to sweep), not reported as a failed delete.
+        """
         row = self.get_owned(session=session, owner=owner, upload_id=upload_id)
-        path = self.absolute_path(settings, row)
+        key = self.key_of(row)
         session.delete(row)
         session.commit()
-        path.unlink(missing_ok=True)
+        try:
+            get_store(settings).delete(key)
+        except StorageError as exc:
+            log.warning(
+                "%s: deleted row %s, but not its object %s: %s", self.folder, upload_id, key, exc
+            )
 
     # ------------------------------------------------------------------------- reads
 
@@ -230,17 +252,6 @@ def _receive(source: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
     if size == 0:
         raise EmptyUpload("the uploaded file is empty")
     return size, digest
-
-
-def _move_into_place(file: Path, final: Path) -> None:
-    """Rename durably; `final` is a fresh name, so on failure only this upload's file goes."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(file, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
 
 
 def _remove_scratch(tmp_dir: Path, stem: str) -> None:

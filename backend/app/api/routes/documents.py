@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
 
 from app.api.deps import CurrentUser, SessionDep
+from app.api.paging import Limit, Offset
 from app.core.config import get_settings
 from app.documents.models import Document
 from app.documents.schemas import (
@@ -63,8 +64,8 @@ def upload_document(
 def list_documents(
     session: SessionDep,
     user: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> DocumentList:
     page = documents.list_owned(session=session, owner=user, limit=limit, offset=offset)
     return DocumentList(
@@ -124,7 +125,7 @@ def _start(
 ) -> JobAccepted:
     params = {
         "document_id": document.id,
-        "document_path": str(documents.absolute_path(get_settings(), document)),
+        "document_key": documents.key_of(document),  # the worker may be on another host
         "mime_type": document.mime_type,
         "filename": document.filename,
         **extra,

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 
 from app.db.session import get_engine
 from app.jobs.dispatch import Dispatcher, get_dispatcher
-from app.monitoring.health import CheckResult, check_backend, check_database
+from app.monitoring.health import CheckResult, check_backend, check_database, check_storage
+from app.storage import get_store
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -69,6 +70,8 @@ def ready(request: Request) -> JSONResponse:
         ),
         _backend_check(request, dispatcher, backend),
     ]
+    if get_store(dispatcher.settings).local_root is None:  # s3://: the bucket must answer
+        checks.append(check_storage(settings=dispatcher.settings, timeout=DB_TIMEOUT_SECONDS))
     failing = [check.name for check in checks if not check.ok]
     body: dict[str, Any] = {
         "status": "unavailable" if failing else "ok",
