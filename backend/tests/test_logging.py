@@ -28,7 +28,10 @@ def capture() -> Iterator[tuple[io.StringIO, io.StringIO]]:
     prod, dev = io.StringIO(), io.StringIO()
     logger = logging.getLogger(LOGGER)
     handlers = [
-        make_handler(Settings(ENVIRONMENT="prod", _env_file=None), prod),  # type: ignore[call-arg]
+        make_handler(
+            Settings(ENVIRONMENT="prod", SECRET_KEY="k" * 40, _env_file=None),  # type: ignore[call-arg]
+            prod,
+        ),
         make_handler(Settings(ENVIRONMENT="dev", _env_file=None), dev),  # type: ignore[call-arg]
     ]
     for handler in handlers:

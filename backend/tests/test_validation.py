@@ -88,3 +88,12 @@ def test_download_of_unfinished_job_is_a_conflict(service: Service, auth: dict[s
     assert response.status_code == 409
     assert "no file to download" in response.json()["detail"]
     service.client.post(f"/reports/jobs/{job_id}/cancel", headers=auth)
+
+
+@pytest.mark.parametrize("route", ["/reports/jobs", "/datasets", "/documents"])
+def test_an_offset_past_what_sql_holds_is_a_422(
+    route: str, service: Service, auth: dict[str, str]
+) -> None:
+    response = service.client.get(route, params={"offset": 9223372036854775808}, headers=auth)
+    assert response.status_code == 422, response.text
+    assert "offset" in response.json()["detail"]

@@ -35,16 +35,23 @@ def get_session() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_user(
+def _missing_token() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=f"Missing bearer token. {TOKEN_HELP}",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def optional_user(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail=f"Missing bearer token. {TOKEN_HELP}",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+) -> User | None:
+    """The caller if a bearer token was sent (a wrong one is still a 401), else None."""
+    if credentials is None:
+        return None
+    if credentials.scheme.lower() != "bearer":
+        raise _missing_token()
     user = user_for_token(session=session, token=credentials.credentials)
     if user is None:
         raise HTTPException(
@@ -56,4 +63,15 @@ def current_user(
     return user
 
 
+def require_user(user: User | None) -> User:
+    if user is None:
+        raise _missing_token()
+    return user
+
+
+def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    return require_user(user)
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.errors import (
     ConflictError,
     DomainError,
+    ForbiddenError,
     GoneError,
     InvalidInputError,
     NotFoundError,
@@ -41,6 +42,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 STATUS_OF: dict[type[DomainError], int] = {
+    ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     GoneError: 410,

@@ -16,6 +16,10 @@ class DomainError(Exception):
         self.message = message
 
 
+class ForbiddenError(DomainError):
+    """A credential that proves nothing: a tampered or expired signed link."""
+
+
 class NotFoundError(DomainError):
     """Absent, or someone else's: the two must look the same (no existence oracle)."""
 

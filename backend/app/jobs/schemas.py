@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from app.core.config import get_settings
+from app.jobs import links
 from app.jobs.states import JobStatus
 
 
@@ -59,6 +61,7 @@ class JobRead(BaseModel):
     progress_percent: float = Field(default=0.0, exclude=True)
     progress_message: str = Field(default="", exclude=True)
     artifact_path: str | None = Field(default=None, exclude=True)
+    owner_id: int = Field(default=0, exclude=True)
 
     @field_validator("history", mode="before")
     @classmethod
@@ -73,8 +76,9 @@ class JobRead(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def download_url(self) -> str | None:
+        """A signed link that opens without a token (`app.jobs.links`)."""
         if self.status == JobStatus.COMPLETED and self.artifact_path:
-            return f"/reports/jobs/{self.job_id}/download"
+            return links.download_path(get_settings(), self.job_id, self.owner_id)
         return None
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.jobs import links
 from app.jobs.store import rows
 from app.notifications.jobs import report_ready_email_params
 from app.users.models import User
@@ -19,9 +20,10 @@ from app.users.models import User
 log = logging.getLogger(__name__)
 
 
-def download_url(settings: Settings, job_id: str) -> str:
+def download_url(settings: Settings, job_id: str, owner_id: int) -> str:
+    """The absolute, signed link: the reader of the e-mail has no token to send."""
     base = settings.PUBLIC_BASE_URL.rstrip("/") or f"http://{settings.HOST}:{settings.PORT}"
-    return f"{base}/reports/jobs/{job_id}/download"
+    return base + links.download_path(settings, job_id, owner_id)
 
 
 class ReportReadyNotice:
@@ -50,7 +52,7 @@ class ReportReadyNotice:
             params=report_ready_email_params(
                 to=owner.email,
                 job_id=job_id,
-                download_url=download_url(settings, job_id),
+                download_url=download_url(settings, job_id, owner_id),
                 title=str(params.get("title") or "Your report"),
             ),
             max_attempts=settings.max_attempts,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Query, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
 
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, OptionalUser, SessionDep, require_user
+from app.api.paging import Limit, Offset
 from app.core.config import get_settings
 from app.jobs import artifacts
 from app.jobs.dispatch import get_dispatcher
@@ -53,8 +55,8 @@ def list_jobs(
     user: CurrentUser,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     job_type: Annotated[str | None, Query(max_length=40)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> JobList:
     page = reads.list_jobs(
         session=session,
@@ -91,11 +93,53 @@ def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobRead:
 
 
 @router.get("/jobs/{job_id}/download", response_class=FileResponse)
-def download(job_id: str, session: SessionDep, user: CurrentUser) -> FileResponse:
-    job = reads.get_owned_job(session=session, user=user, job_id=job_id)
-    path = artifacts.downloadable(get_settings(), job)
-    return FileResponse(
-        path,
-        media_type=job.artifact_mime or "application/octet-stream",
-        filename=job.artifact_name or path.name,
+def download(
+    job_id: str,
+    session: SessionDep,
+    user: OptionalUser,
+    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+    signature: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
+) -> Response:
+    """The job's file, with a bearer token, or with the signed link of the job's
+    `download_url` (no token: a person can open it from an e-mail)."""
+    if expires is None and signature is None:
+        job = reads.get_owned_job(session=session, user=require_user(user), job_id=job_id)
+    else:
+        job = reads.get_linked_job(
+            session=session,
+            settings=get_settings(),
+            job_id=job_id,
+            expires=expires or 0,
+            signature=signature or "",
+        )
+    return _send(artifacts.downloadable(get_settings(), job))
+
+
+def _send(file: artifacts.Download) -> Response:
+    """The artifact through the API: a local file as a `FileResponse` (ranges, sendfile),
+    a remote object as a stream of its chunks with its exact `Content-Length`.
+
+    Streamed, not redirected to a presigned URL: the object store's endpoint may be private
+    to the cluster (clients cannot reach it), and the API keeps owning access (the token or
+    the signed link checked above; a presigned URL would be a second, storage-side
+    credential that outlives a revoked token). Chunks are never held whole in memory.
+    """
+    if file.path is not None:
+        return FileResponse(file.path, media_type=file.media_type, filename=file.filename)
+    assert file.chunks is not None
+    return StreamingResponse(
+        file.chunks,
+        media_type=file.media_type,
+        headers={
+            "Content-Length": str(file.size),
+            "Content-Disposition": _attachment(file.filename),
+        },
     )
+
+
+def _attachment(filename: str) -> str:
+    """Content-Disposition as `FileResponse` writes it (RFC 6266, UTF-8 when needed)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
