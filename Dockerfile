@@ -23,7 +23,11 @@ print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
 # Editable install: `reportctl` runs this tree, whose alembic/ and celery_manager.py sit
 # next to the package (migrations are found relative to the source).
 COPY backend/ ./
+# `--help` imports every command's module: a runtime import of a dev-only dependency fails the
+# build here rather than every `reportctl` in production (tests/test_packaging.py checks too).
 RUN pip install --no-deps -e . \
+    && reportctl --help >/dev/null \
+    && python celery_manager.py --help >/dev/null \
     && useradd --create-home --uid 10001 app \
     && mkdir -p /data/storage /app/var /tmp/prometheus \
     && chown -R app:app /data /app/var /tmp/prometheus

@@ -1,12 +1,15 @@
 """Run and inspect the workers.
 
-    python celery_manager.py worker QUEUE[,QUEUE...] CONCURRENCY   e.g. worker reports 4
-    python celery_manager.py beat                                  periodic tasks
-    python celery_manager.py flower PORT                           web UI (basic auth required)
-    python celery_manager.py status                                workers, queues, jobs
-    python celery_manager.py rq-worker [QUEUE ...]                 the RQ fallback worker
+    .venv/bin/python backend/celery_manager.py worker QUEUE[,QUEUE...] CONCURRENCY
+    .venv/bin/python backend/celery_manager.py beat                  periodic tasks
+    .venv/bin/python backend/celery_manager.py flower PORT           web UI (basic auth required)
+    .venv/bin/python backend/celery_manager.py status                workers, queues, jobs
+    .venv/bin/python backend/celery_manager.py rq-worker [QUEUE ...] the RQ fallback worker
 
-Every command reads the same environment as the API (CELERY_BROKER_URL, DATABASE_URL, ...).
+Every command reads the same environment as the API (CELERY_BROKER_URL, DATABASE_URL, ...),
+from any directory: a relative VAR_DIR and the SQLite default are anchored at the project root.
+Run it with the Python of the environment the service is installed in; it uses the `app`
+package beside it (a checkout), else the installed one.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# In a checkout, the `app` beside this script (also through a symlink to it); alone, the
+# installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app.core.config import get_settings
 from app.core.queues import QUEUES, REPORTS_QUEUE
+from app.core.startup import log_deployment, require_broker
 
 CELERY_APP = "app.core.celery_app:celery_app"
 
@@ -68,12 +74,14 @@ def worker_argv(queues: list[str], concurrency: int, loglevel: str) -> list[str]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    require_broker(get_settings())  # the worker checks again (worker_init), for direct starts
     get_settings().visibility_timeout  # noqa: B018 - fail fast on an unsafe configuration
     return _exec(worker_argv(args.queues, args.concurrency, args.loglevel))
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = get_settings()
+    require_broker(settings)
     schedule = settings.VAR_DIR / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     return _exec(
@@ -156,6 +164,10 @@ def cmd_rq_worker(args: argparse.Namespace) -> int:
             f"unknown queue {', '.join(unknown)}; choose from {', '.join(QUEUES)}", file=sys.stderr
         )
         return 2
+    from app.core.logging import configure_logging
+
+    configure_logging(settings)
+    log_deployment(settings, "rq worker")
     return _exec(
         [
             sys.executable,

@@ -14,6 +14,7 @@ from app.api.routes import metrics as metrics_route
 from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings, set_settings
 from app.core.logging import configure_logging
+from app.core.startup import log_deployment
 from app.jobs.dispatch import Dispatcher, set_dispatcher
 from app.jobs.local_executor import LocalExecutor
 from app.jobs.relay import RelayThread
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Before the executor starts: its worker processes inherit the metrics directory.
         metrics_multiprocess.setup_multiprocess(settings)
         configure_logging(settings)
+        log_deployment(settings, "api")
         executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
         dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)
         set_dispatcher(dispatcher)

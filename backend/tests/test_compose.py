@@ -30,10 +30,18 @@ COMPOSE = ROOT / "docker-compose.celery.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_WORKDIR = "/app/backend"  # where BACKEND_DIR lands in the image
 
-# Set for our services although not Settings fields: none today (PROMETHEUS_MULTIPROC_DIR is
-# one). The postgres image reads POSTGRES_*; Redis is configured by its command line.
-NOT_SETTINGS: set[str] = set()
-EXTERNAL = {"redis", "postgres"}
+# Set for our services although not Settings fields: boto3 reads the AWS_* variables itself
+# (PROMETHEUS_MULTIPROC_DIR is a field). The postgres image reads POSTGRES_*, MinIO
+# MINIO_ROOT_*; Redis is configured by its command line.
+NOT_SETTINGS = {
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+}
+EXTERNAL = {"redis", "postgres", "minio", "minio-init"}
+# A database's own data: one service each, never shared.
+DATA_VOLUMES = {"redis": "redis-data", "postgres": "postgres-data", "minio": "minio-data"}
 
 
 @cache
@@ -140,6 +148,8 @@ def test_services_and_shape() -> None:
             )
     assert workers == {"reports": 2, "documents": 1, "notifications,celery": 1}, workers
     for name, svc in services().items():
+        if svc.get("restart") == "no":
+            continue  # a one-shot (minio-init): others wait for it to complete instead
         assert "healthcheck" in svc and svc["healthcheck"]["test"], f"{name}: no health check"
     redis = services()["redis"]
     command = " ".join(argv_of(redis["command"])[0])
@@ -152,10 +162,65 @@ def test_services_and_shape() -> None:
         ["reportctl", "db", "upgrade"],
         ["reportctl", "serve", "--host", "0.0.0.0", "--port", "8000"],
     ]
-    # The API and the workers share the artifact volume at STORAGE_ROOT.
+    # Files live in the object store, which every service of ours waits for (its bucket made).
     for name, svc in ours().items():
-        root = svc["environment"]["STORAGE_ROOT"]
-        assert any(str(v).endswith(f":{root}") for v in svc.get("volumes", [])), name
+        env = svc["environment"]
+        assert env["STORAGE_URL"] == "s3://reports/", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        assert "STORAGE_ROOT" not in env, f"{name}: a local storage root on several machines"
+        waits = svc["depends_on"]["minio-init"]["condition"]
+        assert waits == "service_completed_successfully", name
+
+
+def test_minio_and_its_bucket() -> None:
+    minio, init = services()["minio"], services()["minio-init"]
+    assert str(minio["image"]).startswith("minio/minio") and minio["healthcheck"]["test"]
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert init.get("restart") == "no"
+    script = " ".join(argv_of(init["entrypoint"])[-1])
+    bucket = services()["api"]["environment"]["STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    assert f"mc mb --ignore-existing local/{bucket}" in script
+    # The server and the services use the same keys (defaults for local use only).
+    app_env = services()["api"]["environment"]
+    assert interpolate(minio["environment"]["MINIO_ROOT_USER"]) == interpolate(
+        app_env["AWS_ACCESS_KEY_ID"]
+    )
+    assert interpolate(minio["environment"]["MINIO_ROOT_PASSWORD"]) == interpolate(
+        app_env["AWS_SECRET_ACCESS_KEY"]
+    )
+
+
+def _writable_sources(svc: dict[str, Any]) -> set[str]:
+    """The volumes and host paths a service mounts read-write (short or long syntax)."""
+    sources = set()
+    for volume in svc.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "tmpfs" or volume.get("read_only"):
+                continue
+            source = volume.get("source")
+        else:
+            parts = str(volume).split(":")
+            if len(parts) == 1:
+                continue  # an anonymous volume: the container's own
+            if len(parts) > 2 and "ro" in parts[2].split(","):
+                continue
+            source = parts[0]
+        if source:
+            sources.add(str(source))
+    return sources
+
+
+def test_no_writable_volume_is_shared() -> None:
+    """Several machines share nothing but the databases, each of which owns its data."""
+    owners: dict[str, list[str]] = {}
+    for name, svc in services().items():
+        for source in _writable_sources(svc):
+            owners.setdefault(source, []).append(name)
+    shared = {source: names for source, names in owners.items() if len(names) > 1}
+    assert not shared, f"writable volumes shared between services: {shared}"
+    for name, volume in DATA_VOLUMES.items():
+        assert owners.get(volume) == [name], f"{volume} must belong to {name} alone"
+    assert "storage" not in compose().get("volumes", {})
 
 
 def test_dockerfile_layout() -> None:
@@ -195,6 +260,7 @@ def test_every_env_var_is_a_setting(name: str, monkeypatch: pytest.MonkeyPatch) 
     assert settings.CELERY_BROKER_URL == "redis://redis:6379/0"
     assert settings.CELERY_RESULT_BACKEND == "redis://redis:6379/1"
     assert settings.RQ_REDIS_URL == "redis://redis:6379/2"
+    assert getattr(settings, "STORAGE_URL", "s3://reports/") == "s3://reports/"
     settings.visibility_timeout  # noqa: B018 - raises on an unsafe configuration
 
 

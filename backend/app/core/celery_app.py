@@ -16,7 +16,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu.entity import Queue
 
-from app.core import metrics_celery, redis_transport
+from app.core import metrics_celery, redis_transport, startup
 from app.core.config import Settings, get_settings
 from app.core.queues import (
     DEFAULT_QUEUE,
@@ -143,10 +143,25 @@ metrics_celery.install_celery_hooks()
 
 @signals.worker_init.connect
 def _worker_init(**_: Any) -> None:
-    """Import the database driver once, before the pool forks: children inherit it."""
+    """Refuse a broker no API publishes to (also for `celery -A app.core.celery_app worker`
+    started by hand), then import the database driver once, before the pool forks: children
+    inherit it."""
     from app.db.session import warm_up
 
+    startup.require_broker(get_settings())
     warm_up(connect=False)
+
+
+@signals.celeryd_after_setup.connect
+def _worker_describe(**_: Any) -> None:
+    """After logging is configured (worker_init runs before it): what this worker uses."""
+    startup.log_deployment(get_settings(), "celery worker")
+
+
+@signals.beat_init.connect
+def _beat_init(**_: Any) -> None:
+    startup.require_broker(get_settings())
+    startup.log_deployment(get_settings(), "celery beat")
 
 
 @signals.worker_process_init.connect

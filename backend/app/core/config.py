@@ -17,17 +17,46 @@ Environment = Literal["dev", "test", "prod"]
 BackendChoice = Literal["auto", "celery", "rq", "local"]
 
 
+def _project_root() -> Path | None:
+    """The checkout holding `backend/` (this file is `backend/app/core/config.py`), or None
+    when the package is installed non-editable in site-packages: there is no project root
+    then, and relative paths fall back to the current directory."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "backend" / "pyproject.toml").is_file() else None
+
+
+PROJECT_ROOT = _project_root()
+
+
+def anchored(path: Path) -> Path:
+    """A relative path against the project root (else the current directory), so the API,
+    `reportctl` and `celery_manager.py` find the same files from whatever directory they
+    start in."""
+    return ((PROJECT_ROOT or Path.cwd()) / path).resolve()  # an absolute `path` stays itself
+
+
 class Settings(BaseSettings):
     """Service settings; names are the environment variables (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=anchored(Path(".env")), extra="ignore", case_sensitive=False
+    )
 
     ENVIRONMENT: Environment = "dev"
 
-    # Storage: the SQLite file and artifacts live under VAR_DIR unless overridden.
+    # Storage: the SQLite file and artifacts live under VAR_DIR unless overridden. A relative
+    # VAR_DIR is anchored at the project root (see `anchored`), not the current directory.
     VAR_DIR: Path = Path("var")
     DATABASE_URL: str = ""
+    # Where uploads and artifacts live, shared by the API and every worker:
+    # `file:///abs/path` (default `<VAR_DIR>/storage`) or `s3://bucket/prefix`. For S3, boto3
+    # reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION
+    # from the environment itself: they are no settings here, so nothing here echoes them.
+    STORAGE_URL: str = ""
     STORAGE_ROOT: Path | None = None
+    """The older name of a `file://` STORAGE_URL (used when STORAGE_URL is unset)."""
+    # This host's own scratch space (staged inputs, files being built); never shared.
+    SCRATCH_DIR: Path | None = None
 
     # HTTP
     HOST: str = "127.0.0.1"
@@ -35,6 +64,10 @@ class Settings(BaseSettings):
     MAX_JSON_BODY_BYTES: int = 1024 * 1024
     MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
     PUBLIC_BASE_URL: str = ""
+    # Signs download links that open without a token (HMAC-SHA256). Required in prod; every
+    # API process and worker of one deployment must share it.
+    SECRET_KEY: SecretStr = SecretStr("")
+    DOWNLOAD_LINK_TTL_SECONDS: int = 7 * 24 * 3600
 
     # Job backends
     JOB_BACKEND: BackendChoice = "auto"
@@ -110,18 +143,45 @@ class Settings(BaseSettings):
             for name, value in _TEST_PROFILE.items():
                 if name not in self.model_fields_set:
                     setattr(self, name, value)
+        self.VAR_DIR = anchored(self.VAR_DIR)
         if not self.DATABASE_URL:
-            self.DATABASE_URL = f"sqlite:///{(self.VAR_DIR / 'reports.db').resolve()}"
+            self.DATABASE_URL = f"sqlite:///{self.VAR_DIR / 'reports.db'}"
+        if not self.STORAGE_URL:
+            self.STORAGE_URL = f"file://{anchored(self.STORAGE_ROOT or self.VAR_DIR / 'storage')}"
         if self.STORAGE_ROOT is None:
-            self.STORAGE_ROOT = (self.VAR_DIR / "storage").resolve()
+            local = self.STORAGE_URL.startswith("file://")
+            self.STORAGE_ROOT = Path(self.STORAGE_URL[7:]) if local else self.VAR_DIR / "storage"
+        self.STORAGE_ROOT = anchored(self.STORAGE_ROOT)
+        self.SCRATCH_DIR = anchored(self.SCRATCH_DIR or self.VAR_DIR / "scratch")
+        if self.ENVIRONMENT == "prod" and not self.SECRET_KEY.get_secret_value():
+            raise ValueError(
+                "SECRET_KEY must be set in prod: it signs download links (use a long random "
+                "string, the same for every API process and worker)"
+            )
         if self.ENVIRONMENT == "prod" and self.FLOWER_USER and not self.FLOWER_PASSWORD:
             raise ValueError("FLOWER_PASSWORD must be set in prod when FLOWER_USER is set")
         return self
 
     @property
     def storage_root(self) -> Path:
+        """The local directory of a `file://` storage (for S3, `<VAR_DIR>/storage`, unused
+        by the object store)."""
         assert self.STORAGE_ROOT is not None
         return self.STORAGE_ROOT
+
+    @property
+    def storage_url(self) -> str:
+        return self.STORAGE_URL
+
+    @property
+    def scratch_dir(self) -> Path:
+        assert self.SCRATCH_DIR is not None
+        return self.SCRATCH_DIR
+
+    @property
+    def link_key(self) -> bytes:
+        """The key of signed download links; outside prod a fixed development key."""
+        return (self.SECRET_KEY.get_secret_value() or _DEV_SECRET_KEY).encode()
 
     @property
     def is_sqlite(self) -> bool:
@@ -164,6 +224,9 @@ class Settings(BaseSettings):
             )
         return value
 
+
+# Only where SECRET_KEY is unset outside prod (dev, test): links signed with it prove nothing.
+_DEV_SECRET_KEY = "development-only-download-link-key"
 
 _TEST_PROFILE: dict[str, object] = {
     "JOB_RETRY_BACKOFF_SECONDS": 0.2,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.api.deps import CurrentUser, SessionDep
+from app.api.paging import Limit, Offset
 from app.core.config import get_settings
 from app.reports.dataset_store import ACCEPTED_DESCRIPTION, datasets, save_upload
 from app.reports.schemas import DatasetList, DatasetRead
@@ -46,8 +47,8 @@ def upload_dataset(
 def list_datasets(
     session: SessionDep,
     user: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> DatasetList:
     page = datasets.list_owned(session=session, owner=user, limit=limit, offset=offset)
     return DatasetList(
