@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from app.db.session import session_factory
+from app.db.session import session_scope
 from app.users.models import User
 from app.users.store import user_for_token
 
@@ -21,15 +21,9 @@ TOKEN_HELP = (
 
 
 def get_session() -> Iterator[Session]:
-    session = session_factory()()
-    try:
+    """One unit of work per request: committed when the route returns, rolled back if not."""
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
