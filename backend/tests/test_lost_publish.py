@@ -154,6 +154,21 @@ def test_a_broker_too_full_to_read_falls_back_to_the_visibility_timeout(
     assert relay_once(settings, dispatcher).resent == [lost]
 
 
+def test_a_message_waiting_past_the_visibility_timeout_in_a_backlog_is_not_resent(
+    brokers: tuple[Settings, Dispatcher],
+) -> None:
+    """A backlog longer than the visibility timeout is a backlog, not a loss: a broker that
+    can tell it holds the message is believed (a copy would only lengthen the backlog)."""
+    settings, dispatcher = brokers
+    (job_id,) = _submit(1)
+    with session_scope() as session:
+        job = session.get(ReportJob, job_id)
+        assert job is not None
+        job.queued_at = utcnow() - timedelta(seconds=settings.visibility_timeout + 60)
+    assert relay_once(settings, dispatcher).resent == []
+    assert _waiting(settings) == [job_id]  # still the one message
+
+
 def test_an_rq_job_whose_hash_is_gone_is_resent(brokers: tuple[Settings, Dispatcher]) -> None:
     settings, dispatcher = brokers
     rq = dispatcher.backends["rq"]

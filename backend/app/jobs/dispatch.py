@@ -166,25 +166,37 @@ class Dispatcher:
             log.debug("live state of %s from %s failed: %s", job_id, backend, exc)
             return None
 
-    def unheld(self, jobs: Iterable[tuple[str, str]]) -> list[str]:
-        """Of these (job id, backend) pairs, the jobs whose backend says it holds no message
-        for them. A backend that is down or cannot tell vouches for all of its jobs."""
-        by_backend: dict[str, list[str]] = {}
-        for job_id, name in jobs:
-            by_backend.setdefault(name, []).append(job_id)
+    def lost(self, jobs: Iterable[tuple[str, str, bool]]) -> list[str]:
+        """Of (job id, backend, past the visibility timeout) triples, the jobs to send again.
+
+        A backend that can tell is believed, even past the timeout: in a backlog a message
+        waits in its queue longer than that, and re-sending it there would only lengthen the
+        backlog (every copy runs, if only to be skipped by the claim). Where the backend
+        cannot tell (more messages than it reads, or it is down), a job queued past the
+        visibility timeout is sent again, and a younger one waits.
+        """
+        by_backend: dict[str, list[tuple[str, bool]]] = {}
+        for job_id, name, expired in jobs:
+            by_backend.setdefault(name, []).append((job_id, expired))
         missing: list[str] = []
-        for name, job_ids in by_backend.items():
-            backend = self.backends.get(name)
-            if backend is None or not self.usable(name):
-                continue
-            try:
-                held = backend.held(job_ids)
-            except Exception as exc:
-                log.debug("could not read %s's messages: %s", name, exc)
-                continue
-            if held is not None:
-                missing += [job_id for job_id in job_ids if job_id not in held]
+        for name, entries in by_backend.items():
+            held = self._held(name, [job_id for job_id, _ in entries])
+            if held is None:
+                missing += [job_id for job_id, expired in entries if expired]
+            else:
+                missing += [job_id for job_id, _ in entries if job_id not in held]
         return missing
+
+    def _held(self, name: str, job_ids: list[str]) -> set[str] | None:
+        """The ids of `job_ids` that backend `name` holds a message for; None if it can't say."""
+        backend = self.backends.get(name)
+        if backend is None or not self.usable(name):
+            return None
+        try:
+            return backend.held(job_ids)
+        except Exception as exc:
+            log.debug("could not read %s's messages: %s", name, exc)
+            return None
 
     def probe(self) -> dict[str, bool]:
         """Ping every backend (off the request path) and update the breakers."""

@@ -75,11 +75,10 @@ def relay_once(
 def _lost_publishes(settings: Settings, dispatcher: Dispatcher) -> list[str]:
     """`queued` jobs whose message is gone: never sent (a crash between commit and publish)
     or lost with a broker restarted without its data. A re-send is safe either way: the claim
-    makes a duplicate a no-op.
-
-    Past the visibility timeout a job is re-sent whatever the broker says; before that, once
-    the publish grace is over, as soon as its broker reports holding no message for it. Both
-    ages by the database's clock, like every time in the relay's passes.
+    makes a duplicate a no-op; but each copy still costs a delivery, so a job is re-sent only
+    when its broker says it holds no message for it, or, where the broker cannot tell, once
+    it has been queued past the visibility timeout (`Dispatcher.lost`). Ages by the
+    database's clock, like every time in the relay's passes.
     """
     with session_scope() as session:
         queued = sweeps.queued_on_brokers(
@@ -87,9 +86,7 @@ def _lost_publishes(settings: Settings, dispatcher: Dispatcher) -> list[str]:
             older_than=settings.publish_grace,
             expired_after=settings.visibility_timeout,
         )
-    certain = [job_id for job_id, _, expired in queued if expired]
-    suspects = [(job_id, backend) for job_id, backend, expired in queued if not expired]
-    return certain + dispatcher.unheld(suspects) if suspects else certain
+    return dispatcher.lost(queued) if queued else []
 
 
 def _guarded(action: Callable[..., object], *args: object) -> str | None:
