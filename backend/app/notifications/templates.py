@@ -1,7 +1,12 @@
 """Mail templates: a subject, a text part and an optional HTML part, rendered with Jinja2.
 
 Bodies posted through the API are templates too (`Hello {{ name }}`), so everything renders
-in Jinja's sandbox: a caller's template cannot reach Python internals. HTML parts are
+in the budgeted sandbox of `sandbox.py`: a caller's template cannot reach Python internals,
+is never evaluated while compiling (so the API's compile check is linear in its length), and
+renders, in the worker, under the TEMPLATE_* limits of the settings with the job's
+cancellation check. A template sent through the API may not `{% include %}`, `{% import %}`
+or `{% extends %}` anything. Every rendering failure is a `TemplateProblem` whose message
+names no server path. HTML parts are
 autoescaped, text parts are not. Undefined variables are errors, not blanks, so a bulk send
 never mails "Dear ," to anyone: that recipient fails with a message instead.
 
@@ -12,13 +17,23 @@ Built-in templates live in `templates/` as NAME.subject.txt, NAME.txt and NAME.h
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, TemplateNotFound
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    nodes,
+)
+
+from app.core.config import Settings, get_settings
+from app.notifications.sandbox import Budget, BudgetedEnvironment, Limits, render_capped
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -43,19 +58,74 @@ class MailTemplate:
     text: Template
     html: Template | None = None
 
-    def render(self, context: dict[str, Any]) -> RenderedMail:
+    def render(
+        self,
+        context: dict[str, Any],
+        *,
+        check: Callable[[], None] | None = None,
+        limits: Limits | None = None,
+    ) -> RenderedMail:
+        """Render every part under one budget; `check` (cancellation) runs every so often."""
+        budget = Budget(limits or limits_of(get_settings()), check=check)
         try:
-            subject = self.subject.render(context)
-            text = self.text.render(context)
-            html = self.html.render(context) if self.html is not None else None
+            subject = render_capped(self.subject, context, budget)
+            text = render_capped(self.text, context, budget)
+            html = render_capped(self.html, context, budget) if self.html is not None else None
+        except RecursionError:
+            raise TemplateProblem(
+                "the template cannot be rendered: it nests or recurses too deeply"
+            ) from None
+        except MemoryError:
+            raise TemplateProblem("the template cannot be rendered: out of memory") from None
         except TemplateError as exc:
-            raise TemplateProblem(f"the template cannot be rendered: {exc}") from None
+            raise TemplateProblem(
+                f"the template cannot be rendered: {exc.message or type(exc).__name__}"
+            ) from None
+        except _RUNTIME_ERRORS as exc:
+            raise TemplateProblem(
+                f"the template cannot be rendered: {type(exc).__name__}: {exc}"
+            ) from None
         # A header is one line: newlines in a subject would be a header injection.
         return RenderedMail(subject=" ".join(subject.split()), text=text, html=html)
 
 
+_RUNTIME_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
+"""What a template's own mistakes raise (`{{ 1/0 }}`); anything else (cancellation, a soft
+time limit) goes through to the runner."""
+_REFUSED: dict[type[nodes.Node], str] = {
+    nodes.Include: "{% include %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+    nodes.Extends: "{% extends %}",
+}
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_output_bytes=settings.TEMPLATE_MAX_OUTPUT_BYTES,
+        max_loop=settings.TEMPLATE_MAX_LOOP,
+        max_operations=settings.TEMPLATE_MAX_OPERATIONS,
+    )
+
+
+def _user_template(env: BudgetedEnvironment, source: str) -> Template:
+    """A template sent by a caller: parsed, refused if it reaches for other files, compiled.
+
+    Never evaluated (see `sandbox.py`), so this costs time linear in `source`, whose tokens
+    the environment caps (`MAX_TOKENS`): under a second at worst.
+    """
+    tree = env.parse(source)
+    for node in tree.find_all(tuple(_REFUSED)):
+        tag = _REFUSED[type(node)]
+        raise TemplateProblem(
+            f"the template does not compile: {tag} is not allowed in a template sent "
+            "through the API (use the built-in 'template' instead)"
+        )
+    return env.from_string(tree)
+
+
 @lru_cache(maxsize=1)
-def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
+def _environments() -> tuple[BudgetedEnvironment, BudgetedEnvironment]:
     loader = FileSystemLoader(TEMPLATE_DIR)
     common: dict[str, Any] = {
         "loader": loader,
@@ -63,8 +133,8 @@ def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
         "keep_trailing_newline": True,
     }
     return (
-        SandboxedEnvironment(autoescape=False, **common),
-        SandboxedEnvironment(autoescape=True, **common),
+        BudgetedEnvironment(autoescape=False, **common),
+        BudgetedEnvironment(autoescape=True, **common),
     )
 
 
@@ -116,15 +186,19 @@ def compile_template(
             assert body is not None
             base = MailTemplate(
                 subject=text_env.from_string(""),
-                text=text_env.from_string(body),
-                html=html_env.from_string(html_body) if html_body else None,
+                text=_user_template(text_env, body),
+                html=_user_template(html_env, html_body) if html_body else None,
             )
         if subject is not None:
             base = MailTemplate(
-                subject=text_env.from_string(subject), text=base.text, html=base.html
+                subject=_user_template(text_env, subject), text=base.text, html=base.html
             )
     except TemplateProblem:
         raise
     except TemplateError as exc:
+        raise TemplateProblem(f"the template does not compile: {exc}") from None
+    except (RecursionError, SyntaxError, MemoryError):
+        raise TemplateProblem("the template does not compile: it nests too deeply") from None
+    except ValueError as exc:  # a number literal past Python's 4,300 digits
         raise TemplateProblem(f"the template does not compile: {exc}") from None
     return base
