@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import timedelta
 
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from app.core.config import Settings
 from app.core.queues import QUEUES
@@ -17,6 +19,15 @@ from app.jobs.backends.base import BackendUnavailable
 from app.jobs.registry import JobKind
 
 RQ_ENTRY_POINT = "app.services.rq_tasks.run"
+"""The one function an RQ worker of this project runs (`rq_worker.GuardedWorker`)."""
+
+SERIALIZER = JSONSerializer
+"""Every RQ message is JSON, both ways: a pickle payload never decodes, so never runs."""
+
+
+def queue(name: str, connection: Redis) -> Queue:
+    """An RQ queue speaking this project's serializer (publisher, retries, worker)."""
+    return Queue(name, connection=connection, serializer=SERIALIZER)
 
 
 class RqBackend:
@@ -29,10 +40,10 @@ class RqBackend:
         )
 
     def _queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.redis)
+        return queue(name, self.redis)
 
     def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
-        queue = self._queue(kind.queue)
+        target = self._queue(kind.queue)
         options = {
             "job_id": job_id,
             "job_timeout": self.settings.JOB_HARD_TIME_LIMIT_SECONDS,
@@ -41,9 +52,9 @@ class RqBackend:
         }
         try:
             if countdown:
-                queue.enqueue_in(timedelta(seconds=countdown), RQ_ENTRY_POINT, job_id, **options)
+                target.enqueue_in(timedelta(seconds=countdown), RQ_ENTRY_POINT, job_id, **options)
             else:
-                queue.enqueue(RQ_ENTRY_POINT, job_id, **options)
+                target.enqueue(RQ_ENTRY_POINT, job_id, **options)
         except (RedisError, OSError) as exc:
             raise BackendUnavailable(f"RQ Redis unreachable: {exc}") from exc
 
@@ -52,7 +63,7 @@ class RqBackend:
 
     def live_state(self, job_id: str) -> str | None:
         try:
-            return str(Job.fetch(job_id, connection=self.redis).get_status())
+            return str(Job.fetch(job_id, connection=self.redis, serializer=SERIALIZER).get_status())
         except NoSuchJobError:
             return "missing"
 
