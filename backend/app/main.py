@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         json_limit=settings.MAX_JSON_BODY_BYTES,
         upload_limit=settings.MAX_UPLOAD_BYTES,
+        # Only these take multipart and large bodies; every other route gets the JSON limit.
+        upload_routes=[("POST", "/datasets"), ("POST", "/documents")],
         # 10,000 recipients with their template contexts do not fit in the default limit.
         json_limits_by_path={"/notifications/bulk": max(settings.MAX_JSON_BODY_BYTES, 8 << 20)},
     )

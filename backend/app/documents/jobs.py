@@ -92,7 +92,12 @@ def _thumbnails(ctx: JobContext, path: Path, mime: str) -> JobOutput:
     try:
         with _decode_errors():
             thumbs = thumbnails.write_thumbnails_zip(
-                path, mime, sizes=sizes, pages=pages, dest=out_zip
+                path,
+                mime,
+                sizes=sizes,
+                pages=pages,
+                dest=out_zip,
+                max_pixels=ctx.settings.DOCUMENT_MAX_PIXELS,
             )
     except BaseException:
         out_zip.unlink(missing_ok=True)

@@ -3,16 +3,23 @@
 A renamed executable (`invoice.pdf` that starts with `MZ`) must be rejected before any job
 touches it, and a file that claims to be a PDF must actually open in PDFium: the magic bytes
 choose the type, then the real decoder confirms it and counts pages.
+
+Sizes are checked before any work: every frame's header (a TIFF's pages are read one IFD at a
+time, no pixels) against a per-frame and a total pixel budget, then the pixels are decoded to
+catch corrupt files, at most `decode_concurrency` images at a time in this process (JPEGs at
+1/8 scale), so a small file that claims huge pages is refused without allocating them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from app.core.config import Settings
 from app.core.errors import DomainError, InvalidInputError, UnsupportedMediaError
 from app.documents import pdfium
 
@@ -60,6 +67,56 @@ class CorruptDocument(DocumentRejected, InvalidInputError):
 
 class TooManyPages(DocumentRejected, InvalidInputError):
     """More pages than DOCUMENT_MAX_PAGES."""
+
+
+class ImageTooLarge(DocumentRejected, InvalidInputError):
+    """A frame over DOCUMENT_MAX_PIXELS, or all frames over DOCUMENT_MAX_TOTAL_PIXELS."""
+
+
+@dataclass(frozen=True)
+class PixelLimits:
+    """What an image upload may hold; the defaults are the settings' defaults."""
+
+    per_frame: int = 64_000_000
+    """DOCUMENT_MAX_PIXELS (also Pillow's MAX_IMAGE_PIXELS)."""
+    total: int = 256_000_000
+    """DOCUMENT_MAX_TOTAL_PIXELS, over all frames of one file."""
+    decode_concurrency: int = 2
+    """DOCUMENT_DECODE_CONCURRENCY: images this process decodes at once."""
+
+
+def pixel_limits(settings: Settings) -> PixelLimits:
+    return PixelLimits(
+        per_frame=settings.DOCUMENT_MAX_PIXELS,
+        total=settings.DOCUMENT_MAX_TOTAL_PIXELS,
+        decode_concurrency=settings.DOCUMENT_DECODE_CONCURRENCY,
+    )
+
+
+DEFAULT_LIMITS = PixelLimits()
+# Pillow checks the first frame of every file it opens against this (workers included).
+Image.MAX_IMAGE_PIXELS = DEFAULT_LIMITS.per_frame
+
+_decode_slots: dict[int, threading.BoundedSemaphore] = {}
+_decode_slots_lock = threading.Lock()
+
+
+def _decode_slot(concurrency: int) -> threading.BoundedSemaphore:
+    with _decode_slots_lock:
+        n = max(1, concurrency)
+        return _decode_slots.setdefault(n, threading.BoundedSemaphore(n))
+
+
+def check_frame(size: tuple[int, int], page: int, max_pixels: int) -> int:
+    """The pixels of page `page` (1-based) of `size`, or `ImageTooLarge` over `max_pixels`."""
+    width, height = size
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageTooLarge(
+            f"page {page} is {width}x{height} pixels ({pixels:,}); the limit is "
+            f"{max_pixels:,} pixels per page (DOCUMENT_MAX_PIXELS)"
+        )
+    return pixels
 
 
 @dataclass(frozen=True)
@@ -110,11 +167,14 @@ def frames(image: Image.Image, mime_type: str) -> Iterator[Image.Image]:
         yield image
 
 
-def inspect_document(path: Path, *, max_pages: int) -> DocumentInfo:
+def inspect_document(
+    path: Path, *, max_pages: int, limits: PixelLimits = DEFAULT_LIMITS
+) -> DocumentInfo:
     """Identify and validate the file at `path`, or raise `DocumentRejected`.
 
-    Decoding is real (Pillow loads the pixels, PDFium opens the document), so a truncated or
-    corrupt file is refused at upload time instead of failing later in a job.
+    Every frame's size is checked from its header first; then decoding is real (Pillow loads
+    the pixels, PDFium opens the document), so a truncated or corrupt file is refused at
+    upload time instead of failing later in a job.
     """
     with path.open("rb") as fh:
         head = fh.read(PDF_HEADER_WINDOW)
@@ -125,7 +185,7 @@ def inspect_document(path: Path, *, max_pages: int) -> DocumentInfo:
             f"accepted types are {ACCEPTED_DESCRIPTION} (detected from the content, "
             "not from the file name)"
         )
-    info = _inspect_pdf(path) if mime == PDF else _inspect_image(path, mime, max_pages)
+    info = _inspect_pdf(path) if mime == PDF else _inspect_image(path, mime, max_pages, limits)
     if info.pages > max_pages:
         raise TooManyPages(_too_many_pages(str(info.pages), max_pages))
     return info
@@ -159,8 +219,9 @@ def _inspect_pdf(path: Path) -> DocumentInfo:
     return DocumentInfo(mime_type=PDF, pages=pages, width=round(width), height=round(height))
 
 
-def _inspect_image(path: Path, mime: str, max_pages: int) -> DocumentInfo:
+def _inspect_image(path: Path, mime: str, max_pages: int, limits: PixelLimits) -> DocumentInfo:
     label = _PIL_FORMATS[mime][0]
+    Image.MAX_IMAGE_PIXELS = limits.per_frame
     try:
         with Image.open(path) as image:
             if image.format not in _PIL_FORMATS[mime]:
@@ -168,25 +229,36 @@ def _inspect_image(path: Path, mime: str, max_pages: int) -> DocumentInfo:
                     f"the file starts like a {label} image but decodes as {image.format}"
                 )
             width, height = image.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:
-                # Checked before decoding: a likely decompression bomb is never loaded.
-                raise CorruptDocument(
-                    f"the image is too large to process ({width}x{height} pixels; the limit "
-                    f"is {limit:,} pixels)"
-                )
-            pages = 0
-            for frame in frames(image, mime):
-                pages += 1
-                if pages > max_pages:
-                    raise TooManyPages(_too_many_pages(f"more than {max_pages}", max_pages))
-                frame.load()
+            pages = _check_frames(image, mime, max_pages, limits)
+            with _decode_slot(limits.decode_concurrency):
+                for frame in frames(image, mime):
+                    if mime == JPEG:
+                        frame.draft(None, (1, 1))  # libjpeg decodes it all at 1/8 scale
+                    frame.load()
     except Image.DecompressionBombError:
-        raise CorruptDocument(
-            f"the image is too large to process (more than {Image.MAX_IMAGE_PIXELS:,} pixels)"
+        raise ImageTooLarge(
+            f"the image is too large to process (more than {limits.per_frame:,} pixels per "
+            "page, DOCUMENT_MAX_PIXELS)"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptDocument(
             f"the {label} image is corrupt or truncated and cannot be decoded ({exc})"
         ) from None
     return DocumentInfo(mime_type=mime, pages=max(pages, 1), width=width, height=height)
+
+
+def _check_frames(image: Image.Image, mime: str, max_pages: int, limits: PixelLimits) -> int:
+    """The page count, from every frame's header (no pixels decoded), within the limits."""
+    pages = total = 0
+    for frame in frames(image, mime):
+        pages += 1
+        if pages > max_pages:
+            raise TooManyPages(_too_many_pages(f"more than {max_pages}", max_pages))
+        total += check_frame(frame.size, pages, limits.per_frame)
+        if total > limits.total:
+            raise ImageTooLarge(
+                f"the pages add up to more than {limits.total:,} pixels (at page {pages}); "
+                "the limit is DOCUMENT_MAX_TOTAL_PIXELS: split the file or scan at a lower "
+                "resolution"
+            )
+    return pages

@@ -16,7 +16,7 @@ from app.core.config import Settings
 from app.core.errors import NotFoundError
 from app.core.files import display_name
 from app.documents.models import Document
-from app.documents.sniff import inspect_document
+from app.documents.sniff import inspect_document, pixel_limits
 from app.uploads.store import Kept, Received, UploadStore
 from app.users.models import User
 
@@ -45,7 +45,9 @@ def save_upload(
     """
 
     def accept(upload: Received) -> Kept[Document]:
-        info = inspect_document(upload.path, max_pages=settings.DOCUMENT_MAX_PAGES)
+        info = inspect_document(
+            upload.path, max_pages=settings.DOCUMENT_MAX_PAGES, limits=pixel_limits(settings)
+        )
         document = Document(
             filename=display_name(filename, f"document{info.extension}"),
             mime_type=info.mime_type,

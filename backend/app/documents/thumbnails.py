@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from app.documents import pdfium
-from app.documents.sniff import JPEG, PDF, frames
+from app.documents.sniff import JPEG, PDF, ImageTooLarge, check_frame, frames
 
 MAX_THUMBNAIL_SIZE = 4096
 MAX_THUMBNAIL_PAGES = 10
@@ -46,12 +46,20 @@ def normalise_sizes(sizes: list[int]) -> list[int]:
 
 
 def write_thumbnails_zip(
-    path: Path, mime_type: str, *, sizes: list[int], pages: int, dest: Path
+    path: Path,
+    mime_type: str,
+    *,
+    sizes: list[int],
+    pages: int,
+    dest: Path,
+    max_pixels: int | None = None,
 ) -> list[Thumbnail]:
     """Write the thumbnails of the first `pages` pages into the ZIP file `dest`.
 
     Entries are named `p{page}-{size}.{png|jpg}`; the returned list describes each one so
-    a client knows what the ZIP holds without downloading it.
+    a client knows what the ZIP holds without downloading it. Every image page is checked
+    against `max_pixels` (DOCUMENT_MAX_PIXELS; by default Pillow's MAX_IMAGE_PIXELS) before
+    it is decoded.
     """
     sizes = normalise_sizes(sizes)
     as_jpeg = mime_type == JPEG
@@ -60,7 +68,8 @@ def write_thumbnails_zip(
     thumbs: list[Thumbnail] = []
     # Stored, not deflated: PNG and JPEG are already compressed.
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as archive:
-        pages_iter = _first_pages(path, mime_type, sizes[0], pages)
+        limit = max_pixels or Image.MAX_IMAGE_PIXELS or 2**62
+        pages_iter = _first_pages(path, mime_type, sizes[0], pages, limit)
         for number, (page, true_size, vector) in enumerate(pages_iter, start=1):
             page = _display_mode(page, as_jpeg)
             for size in sizes:
@@ -102,7 +111,7 @@ def fit(size: tuple[float, float], box: int, *, upscale: bool) -> tuple[int, int
 
 
 def _first_pages(
-    path: Path, mime_type: str, largest: int, pages: int
+    path: Path, mime_type: str, largest: int, pages: int, max_pixels: int
 ) -> Iterator[tuple[Image.Image, tuple[float, float], bool]]:
     """(upright image, true size, is vector) for each of the first `pages` pages.
 
@@ -120,6 +129,7 @@ def _first_pages(
         for index, frame in enumerate(frames(source, mime_type)):
             if index >= pages:
                 break
+            _check_frame_size(frame.size, index + 1, max_pixels)
             if mime_type == JPEG:
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 24 MP photo loads in a blink.
                 frame.draft("RGB", (largest, largest))
@@ -127,6 +137,16 @@ def _first_pages(
             # exif_transpose returns a new image, so the next TIFF seek cannot change it.
             upright = ImageOps.exif_transpose(frame)
             yield upright, upright.size, False
+
+
+def _check_frame_size(size: tuple[int, int], page: int, max_pixels: int) -> None:
+    """Pillow checks only a file's first frame: every page is checked before it decodes (a
+    file stored before the limits, or a limit lowered since). The job maps the error to a
+    permanent failure."""
+    try:
+        check_frame(size, page, max_pixels)
+    except ImageTooLarge as exc:
+        raise Image.DecompressionBombError(exc.message) from None
 
 
 def _display_mode(image: Image.Image, as_jpeg: bool) -> Image.Image:

@@ -10,7 +10,7 @@ DuckDB works.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +28,40 @@ def connect(
     temp_dir: Path | None = None,
     memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
     threads: int | None = None,
+    allow: Iterable[Path] = (),
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills to `temp_dir` instead of growing past its memory limit."""
+    """An in-memory DuckDB that spills to `temp_dir` instead of growing past its memory limit.
+
+    Locked down whatever SQL it is later given: it reads and writes files only under the
+    directories in `allow` (and `temp_dir`), never a URL, and installs or loads no extension.
+    External access is switched off last, after which it cannot be switched back on, nor can
+    the allowed directories or the temp directory change.
+    """
     # No external file cache: it keeps read file blocks in memory, and our files are read in
     # one or a few sequential scans, so it only grows the footprint.
     config: dict[str, Any] = {
         "memory_limit": f"{memory_limit_mb}MB",
         "enable_external_file_cache": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
     }
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
-    if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {quote_literal(str(temp_dir))}")
+    try:
+        directories = list(allow)
+        if temp_dir is not None:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = {quote_literal(str(temp_dir))}")
+            directories.append(temp_dir)
+        if directories:
+            # A trailing slash, so `/scratch/a` does not also allow `/scratch/ab...`.
+            listed = ", ".join(quote_literal(str(d).rstrip("/") + "/") for d in directories)
+            con.execute(f"SET allowed_directories = [{listed}]")
+        con.execute("SET enable_external_access = false")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -71,7 +91,7 @@ def sniff_file(path: Path, fmt: str) -> tuple[dict[str, str], int]:
     CSV types are sniffed from the whole file (sample_size = -1), so a stray value deep in
     the file cannot break a report later.
     """
-    con = connect(memory_limit_mb=256, threads=2)
+    con = connect(memory_limit_mb=256, threads=2, allow=[path.parent])
     try:
         if fmt == "csv":
             src = f"read_csv({quote_literal(str(path))}, header = true, sample_size = -1)"
@@ -188,8 +208,15 @@ def open_dataset(
     temp_dir: Path | None = None,
     memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
 ) -> OpenedDataset:
-    """Open a dataset as view `data`, with the filters applied."""
-    con = connect(temp_dir=temp_dir, memory_limit_mb=memory_limit_mb)
+    """Open a dataset as view `data`, with the filters applied.
+
+    The connection reads only the dataset's own directory and writes only beside `temp_dir`
+    (where `materialize` puts its file).
+    """
+    allow = [Path(str(source["path"])).parent] if source.get("source") != "demo" else []
+    if temp_dir is not None:
+        allow.append(temp_dir.parent)
+    con = connect(temp_dir=temp_dir, memory_limit_mb=memory_limit_mb, allow=allow)
     try:
         where = f" WHERE {filters_sql}" if filters_sql else ""
         con.execute(f"CREATE VIEW data AS SELECT * FROM {source_sql(source)}{where}")

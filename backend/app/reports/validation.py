@@ -24,6 +24,26 @@ def _default_title(report_type: str, dataset: str) -> str:
     return f"{kind.get(report_type, 'Report')}: {dataset}"
 
 
+def check_output_rows(
+    request: HeavyReportRequest, rows: int, *, max_rows: int, max_excel_rows: int
+) -> None:
+    """Refuse at submit a report that would read or write more rows than the settings allow.
+
+    `rows` is the dataset's row count before filters (a demo's `rows`, an upload's count):
+    filters run in the worker, so the cap is on what they could at most leave.
+    """
+    if isinstance(request.dataset, DemoDatasetRef) and rows > max_rows:
+        raise InvalidReportRequest(
+            f"dataset.rows: {rows:,} demo rows asked; the limit is {max_rows:,} (REPORT_MAX_ROWS)"
+        )
+    if request.report_type == "excel" and rows > max_excel_rows:
+        raise InvalidReportRequest(
+            f"an Excel workbook's Data sheets hold at most {max_excel_rows:,} rows "
+            f"(REPORT_MAX_EXCEL_ROWS); this dataset has {rows:,} before filters: use fewer "
+            "rows, or report_type 'pdf' or 'analysis', which summarise any number"
+        )
+
+
 def validate_request(
     request: HeavyReportRequest, columns: dict[str, str], *, dataset_label: str | None = None
 ) -> dict[str, Any]:
