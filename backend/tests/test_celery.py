@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import select
 
+from tests.infra import WorkerProcess
 from tests.stack import Stack, running_stack
 
 
@@ -134,6 +136,27 @@ def _completions(log: str, job_id: str) -> int:
     return len(re.findall(rf"job {job_id} attempt \d+ completed", log))
 
 
+def _child_running_a_job(worker: WorkerProcess, ids: list[str], timeout: float = 30) -> int:
+    """The pid of a pool child that is running one of `ids` right now (a child between two
+    jobs would make the kill prove nothing)."""
+    from app.db.session import session_scope
+    from app.jobs.models import ReportJob
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = set(worker.children())
+        with session_scope() as session:
+            running = session.scalars(
+                select(ReportJob.worker).where(ReportJob.id.in_(ids), ReportJob.status == "started")
+            ).all()
+        for name in running:
+            pid = int(str(name).rsplit(":", 1)[1])
+            if pid in children:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError("no pool child was running a job")
+
+
 @pytest.mark.parametrize("kill", ["pool-child", "whole-worker"])
 def test_sigkill_loses_no_job_and_runs_each_once(stack: Stack, kill: str) -> None:
     headers = stack.service.headers(stack.service.token())
@@ -141,12 +164,10 @@ def test_sigkill_loses_no_job_and_runs_each_once(stack: Stack, kill: str) -> Non
     ids = _post(stack, headers, 100, delay_seconds=0.5)
     stack.service.wait(ids[10], headers, statuses={"started", "completed"})
     if kill == "pool-child":
-        victims = worker.children()
-        assert victims
         import os
         import signal
 
-        os.kill(victims[0], signal.SIGKILL)
+        os.kill(_child_running_a_job(worker, ids), signal.SIGKILL)
     else:
         worker.kill_all()
         time.sleep(1)
