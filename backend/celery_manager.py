@@ -24,7 +24,7 @@ from pathlib import Path
 # installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.queues import QUEUES, REPORTS_QUEUE
 from app.core.startup import log_deployment, require_broker
 
@@ -96,25 +96,41 @@ def cmd_beat(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_flower(args: argparse.Namespace) -> int:
-    settings = get_settings()
+def flower_command(settings: Settings, port: int, address: str) -> tuple[list[str], dict[str, str]]:
+    """Flower's argv and the environment it adds: the credentials travel in
+    `FLOWER_BASIC_AUTH` (an option Flower reads from its environment), never on the command
+    line, where `ps` shows them to every user of the host.
+
+    Raises ValueError for missing credentials, or for a `,` (Flower splits the option on it,
+    silently cutting the password) or a `:` (it separates user from password) in either.
+    """
+    user = settings.FLOWER_USER
     password = settings.FLOWER_PASSWORD.get_secret_value()
-    if not settings.FLOWER_USER or not password:
-        print(
+    if not user or not password:
+        raise ValueError(
             "Flower needs FLOWER_USER and FLOWER_PASSWORD: it shows every task's arguments "
-            "and can revoke them, so it never runs open.",
-            file=sys.stderr,
+            "and can revoke them, so it never runs open."
         )
+    for name, value in (("FLOWER_USER", user), ("FLOWER_PASSWORD", password)):
+        bad = sorted({c for c in value if c in ",:"})
+        if bad:
+            raise ValueError(
+                f"{name} must not contain {' or '.join(repr(c) for c in bad)}: Flower splits "
+                "its basic-auth setting on ',' and ':' and would silently use a truncated "
+                "credential; choose one without them."
+            )
+    argv = [*CELERY, "flower", f"--port={port}", f"--address={address}"]
+    return argv, {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    try:
+        argv, env = flower_command(get_settings(), args.port, args.address)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    return _exec(
-        [
-            *CELERY,
-            "flower",
-            f"--port={args.port}",
-            f"--address={args.address}",
-            f"--basic-auth={settings.FLOWER_USER}:{password}",
-        ]
-    )
+    os.environ.update(env)  # inherited through exec; only this user and root can read it
+    return _exec(argv)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -168,17 +184,15 @@ def cmd_rq_worker(args: argparse.Namespace) -> int:
 
     configure_logging(settings)
     log_deployment(settings, "rq worker")
-    return _exec(
-        [
-            sys.executable,
-            "-m",
-            "rq.cli",
-            "worker",
-            "--with-scheduler",
-            "--url",
-            settings.RQ_REDIS_URL,
-            *(args.queues or list(QUEUES)),
-        ]
+    # Not a stock `rq worker` (pickle, any function): ours, in this process, JSON only, and
+    # it performs `app.services.rq_tasks.run` and nothing else. Its scheduler moves retries.
+    from app.jobs.backends.rq_worker import run_worker
+
+    return run_worker(
+        settings.RQ_REDIS_URL,
+        args.queues or list(QUEUES),
+        with_scheduler=True,
+        logging_level=settings.LOG_LEVEL,
     )
 
 

@@ -1,6 +1,11 @@
 """`reportctl`: the management command line.
 
-reportctl token create NAME [--admin]   print a new API token (only the token, on stdout)
+reportctl token create NAME [--admin] [--email E] [--expires-in 30d] [--update]
+                                        print a new API token (only the token, on stdout);
+                                        an existing user is unchanged unless --update
+reportctl token list [--user NAME]      tokens: id, user, admin, created, last used,
+                                        expires, revoked (never the token)
+reportctl token revoke ID               revoke a token at once
 reportctl db upgrade                    apply migrations
 reportctl serve [--host H] [--port P]   run the API (embedded executor included)
 reportctl submit pdf|excel|analysis --rows N [--wait] [--out FILE]
@@ -15,12 +20,94 @@ from collections.abc import Sequence
 
 
 def _token_create(args: argparse.Namespace) -> int:
+    from app.core.errors import DomainError
     from app.db.session import session_scope
-    from app.users.store import create_token
+    from app.users.store import issue_token, parse_duration
+
+    try:
+        expires_in = parse_duration(args.expires_in) if args.expires_in else None
+    except DomainError as exc:
+        print(f"reportctl: {exc.message}", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        issued = issue_token(
+            session=session,
+            name=args.name,
+            admin=args.admin,
+            email=args.email,
+            expires_in=expires_in,
+            update=args.update,
+        )
+        notes: list[str] = []
+        if issued.changed:
+            notes.append(f"updated user {args.name!r}: {', '.join(_described(issued.changed))}")
+        if issued.ignored:
+            notes.append(
+                f"user {args.name!r} already exists and was NOT changed "
+                f"({', '.join(_described(issued.ignored))} ignored); "
+                "pass --update to change it"
+            )
+        if issued.expires_at is not None:
+            notes.append(f"token {issued.token_id} expires at {_when(issued.expires_at)}")
+    # stdout holds only the token (scripts capture it); everything else goes to stderr.
+    print(issued.token)
+    for note in notes:
+        print(f"reportctl: {note}", file=sys.stderr)
+    return 0
+
+
+def _described(attributes: list[str]) -> list[str]:
+    return [{"is_admin": "--admin", "email": "--email"}.get(a, a) for a in attributes]
+
+
+def _when(value: object) -> str:
+    from datetime import datetime
+
+    if value is None:
+        return "-"
+    assert isinstance(value, datetime)
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from app.db.session import session_scope
+    from app.users.store import list_tokens
 
     with session_scope() as session:
-        token = create_token(session=session, name=args.name, admin=args.admin, email=args.email)
-    print(token)
+        tokens = list_tokens(session=session, user=args.user)
+    header = ("ID", "USER", "ADMIN", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
+    rows = [header] + [
+        (
+            str(t.id),
+            t.user,
+            "yes" if t.admin else "no",
+            _when(t.created_at),
+            _when(t.last_used_at),
+            _when(t.expires_at),
+            _when(t.revoked_at),
+        )
+        for t in tokens
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from app.core.errors import DomainError
+    from app.db.session import session_scope
+    from app.users.store import revoke_token
+
+    try:
+        with session_scope() as session:
+            revoked = revoke_token(session=session, token_id=args.id)
+    except DomainError as exc:
+        print(f"reportctl: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"token {args.id} {'revoked' if revoked else 'was already revoked'}")
     return 0
 
 
@@ -60,7 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="user name (created if new)")
     create.add_argument("--admin", action="store_true", help="the user sees every job")
     create.add_argument("--email", help="where the user's notifications go")
+    create.add_argument(
+        "--expires-in", metavar="DURATION", help="e.g. 30d, 12h, 2w (default: never expires)"
+    )
+    create.add_argument(
+        "--update",
+        action="store_true",
+        help="apply --admin/--email to an existing user (otherwise it is left unchanged)",
+    )
     create.set_defaults(func=_token_create)
+    listing = token_commands.add_parser("list", help="list tokens (never shows a token)")
+    listing.add_argument("--user", help="only this user's tokens")
+    listing.set_defaults(func=_token_list)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int, help="the ID column of `reportctl token list`")
+    revoke.set_defaults(func=_token_revoke)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)

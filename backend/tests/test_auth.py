@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 
+from app.db.base import utcnow
+from app.db.session import session_scope
+from app.users.models import ApiToken
+from app.users.store import issue_token, list_tokens, revoke_token
 from tests.conftest import Service
 
 
@@ -66,3 +73,27 @@ def test_requests_without_a_valid_token_get_401(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert "reportctl token create" in response.json()["detail"]
+
+
+def test_expired_and_revoked_tokens_get_401(service: Service) -> None:
+    with session_scope() as session:
+        expiring = issue_token(
+            session=session, name=f"exp-{uuid.uuid4().hex[:8]}", expires_in=timedelta(days=30)
+        )
+    headers = service.headers(expiring.token)
+    assert service.client.get("/reports/jobs", headers=headers).status_code == 200
+    with session_scope() as session:
+        row = session.get(ApiToken, expiring.token_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    response = service.client.get("/reports/jobs", headers=headers)
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+    token = service.token()
+    with session_scope() as session:
+        newest = list_tokens(session=session)[-1]
+        assert revoke_token(session=session, token_id=newest.id)
+    response = service.client.get("/reports/jobs", headers=service.headers(token))
+    assert response.status_code == 401 and "revoked" in response.json()["detail"]

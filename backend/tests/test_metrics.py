@@ -169,13 +169,18 @@ def main():
         served = resp.read().decode()
     out["served_completed"] = value(served, "report_jobs_total", status="completed",
                                     job_type="dummy", queue="reports")
-    # A second server on a busy port is refused quietly (the worker keeps running).
+    out["port_file"] = (instance / metrics_server.PORT_FILE).read_text().strip()
+    # A busy port with no other to try is refused quietly (the worker keeps running).
     metrics_server.stop_worker_metrics_server()
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
-    out["busy_port"] = metrics_server.start_worker_metrics_server(blocker.getsockname()[1],
-                                                                 "127.0.0.1")
+    busy = blocker.getsockname()[1]
+    out["busy_port"] = metrics_server.start_worker_metrics_server(busy, "127.0.0.1")
+    # With a span, a second worker on the host takes the next free port instead.
+    out["busy"] = busy
+    out["next_port"] = metrics_server.start_worker_metrics_server(busy, "127.0.0.1", span=8)
+    metrics_server.stop_worker_metrics_server()
     metrics_multiprocess.teardown_multiprocess()
     out["dir_removed"] = not instance.exists()
     print("RESULT " + json.dumps(out))
@@ -192,8 +197,9 @@ def test_counts_aggregate_across_spawned_and_forked_processes(tmp_path: Path) ->
     script.write_text(textwrap.dedent(_MULTIPROCESS_SCRIPT))
     env = {k: v for k, v in os.environ.items() if k != metrics_multiprocess.ENV_VAR}
     env["PYTHONPATH"] = str(BACKEND_DIR)
+    port = free_port()
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "root"), str(free_port())],
+        [sys.executable, str(script), str(tmp_path / "root"), str(port)],
         cwd=BACKEND_DIR,
         env=env,
         capture_output=True,
@@ -222,8 +228,10 @@ def test_counts_aggregate_across_spawned_and_forked_processes(tmp_path: Path) ->
         "durations": 10,
         "waits": 10,
     }
-    assert out["server"] is True and out["served_completed"] == 10
-    assert out["busy_port"] is False
+    assert out["server"] == port and out["served_completed"] == 10
+    assert out["port_file"] == f"127.0.0.1:{port}"
+    assert out["busy_port"] is None
+    assert out["busy"] < out["next_port"] < out["busy"] + 8
     assert out["dir_removed"]
 
 
@@ -296,3 +304,29 @@ def test_metrics_endpoint_counts_embedded_jobs(service: Service, auth: dict[str,
     # The embedded executor's queue is the database; its length is exported too.
     assert "report_jobs_queue_length" in text
     assert sample(text, "report_jobs_queue_length", queue="reports", backend="local") == 0
+
+
+def test_metrics_token_is_required_when_set(service: Service) -> None:
+    from pydantic import SecretStr
+
+    from app.core.config import set_settings
+
+    assert service.client.get("/metrics").status_code == 200  # unset: open, as documented
+    set_settings(service.settings.model_copy(update={"METRICS_TOKEN": SecretStr("scrape-me")}))
+    try:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Bearer scrape-me-not"},
+            {"Authorization": "Basic scrape-me"},
+            service.headers(service.token(admin=True)),  # a user's token is not the scrape token
+        ):
+            response = service.client.get("/metrics", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "METRICS_TOKEN" in response.json()["detail"]
+        response = service.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert response.status_code == 200
+        assert "report_jobs_total" in response.text
+    finally:
+        set_settings(service.settings)

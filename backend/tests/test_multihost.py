@@ -92,6 +92,7 @@ def cluster(
                 SMTP_PORT=smtp.port,
                 MAIL_RATE_PER_SECOND=150,
                 MAIL_BATCH_SIZE=25,
+                MAIL_ALLOWED_DOMAINS="example.com",
                 LOCAL_WORKERS=0,
             ) as stack,
         ):

@@ -28,7 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import insert, select
 
-from app.core.config import Settings
+from app.core.config import Settings, set_settings
 from app.db.all_models import metadata
 from app.db.session import get_engine
 from app.jobs.context import JobContext
@@ -798,6 +798,7 @@ def service(
         MAIL_FROM="reports@example.com",
         MAIL_RATE_PER_SECOND=0,
         MAIL_BATCH_SIZE=50,
+        MAIL_ALLOWED_DOMAINS="example.com, Corp.Example",
     ) as svc:
         yield svc
 
@@ -909,10 +910,120 @@ def test_bulk_request_validation(service: Service, auth: dict[str, str]) -> None
             json={"subject": "s", "body": "b", "recipients": recipients},
         )
 
-    bad = post([{"email": "ok@example.com"}, {"email": "broken@"}, {"email": "x y@z.com"}])
-    assert bad.status_code == 422
+    bad = post([{"email": "broken@"}, {"email": "x y@z.com"}])
+    assert bad.status_code == 422  # nothing left to send
     detail = bad.json()["detail"]
-    assert "recipients[1]" in detail and "recipients[2]" in detail
+    assert "recipients[0]" in detail and "recipients[1]" in detail
     assert post([]).status_code == 422
     too_many = post([{"email": f"u{i}@example.com"} for i in range(10_001)])
     assert too_many.status_code == 422 and "10000" in too_many.json()["detail"]
+
+
+# --------------------------------------------------------------------------- recipient policy
+def _mail(service: Service, headers: dict[str, str], to: str | list[str]) -> Any:
+    return service.client.post(
+        "/notifications/email", headers=headers, json={"to": to, "subject": "s", "body": "b"}
+    )
+
+
+def test_single_email_recipients_are_restricted(service: Service, auth: dict[str, str]) -> None:
+    outsider = f"{service.db_kind}-x@other.org"
+    refused = _mail(service, auth, ["ok@example.com", outsider])
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert outsider in detail and "MAIL_ALLOWED_DOMAINS" in detail
+    assert "ok@example.com" not in detail
+    assert _mail(service, auth, "ok@example.com").status_code == 202
+    assert _mail(service, auth, "boss@corp.example").status_code == 202  # listed, any case
+    assert _mail(service, auth, "x@sub.example.com").status_code == 422  # exact domains only
+
+    own = f"{service.db_kind}-me@elsewhere.org"
+    mine = service.headers(service.token(email=own))
+    assert _mail(service, mine, own).status_code == 202  # one's own address, any domain
+    assert _mail(service, mine, outsider).status_code == 422
+    admin = service.headers(service.token(admin=True))
+    assert _mail(service, admin, outsider).status_code == 202
+
+
+def test_only_own_address_when_no_domain_is_allowed(service: Service) -> None:
+    own = f"{service.db_kind}-solo@example.com"
+    headers = service.headers(service.token(email=own))
+    set_settings(service.settings.model_copy(update={"MAIL_ALLOWED_DOMAINS": ""}))
+    try:
+        refused = _mail(service, headers, "colleague@example.com")
+        assert refused.status_code == 422
+        assert "only mail your own address" in refused.json()["detail"]
+        assert own in refused.json()["detail"]
+        assert (
+            _mail(service, headers, own.upper().replace("@EXAMPLE.COM", "@example.com")).status_code
+            == 202
+        )
+    finally:
+        set_settings(service.settings)
+
+
+def test_bulk_skips_refused_and_malformed_recipients_with_the_reason(
+    service: Service, auth: dict[str, str], module_smtp: SmtpServer
+) -> None:
+    prefix = f"{service.db_kind}-skip"
+    recipients = [
+        {"email": f"{prefix}-a@example.com"},
+        {"email": f"{prefix}-evil@other.org"},
+        {"email": "broken@"},
+        {"email": f"{prefix}-b@corp.example"},
+    ]
+    response = service.client.post(
+        "/notifications/bulk",
+        headers=auth,
+        json={"subject": "s", "body": "b", "recipients": recipients},
+    )
+    assert response.status_code == 202, response.text
+    job = service.wait(response.json()["job_id"], auth)
+    assert job["status"] == "completed", job
+    result = job["result"]
+    assert result["sent"] == 2 and result["skipped"] == 2 and result["total"] == 4
+    by_email = {r["email"]: r for r in result["recipients"]}
+    assert by_email[f"{prefix}-evil@other.org"]["status"] == "skipped"
+    assert "MAIL_ALLOWED_DOMAINS" in by_email[f"{prefix}-evil@other.org"]["error"]
+    assert by_email["broken@"]["status"] == "skipped"
+    assert "recipients[2]" in by_email["broken@"]["error"]
+    delivered = delivered_to(module_smtp.recorder, prefix)
+    assert set(delivered) == {f"{prefix}-a@example.com", f"{prefix}-b@corp.example"}
+
+    nobody = service.client.post(
+        "/notifications/bulk",
+        headers=auth,
+        json={"subject": "s", "body": "b", "recipients": [{"email": "x@other.org"}]},
+    )
+    assert nobody.status_code == 422 and "no recipient can be mailed" in nobody.json()["detail"]
+
+
+def test_daily_recipient_cap_answers_429_with_retry_after(service: Service) -> None:
+    headers = service.headers(service.token())
+    other = service.headers(service.token())
+    set_settings(service.settings.model_copy(update={"MAIL_RECIPIENTS_PER_DAY": 3}))
+    try:
+        assert _mail(service, headers, ["a@example.com", "b@example.com"]).status_code == 202
+        over = service.client.post(
+            "/notifications/bulk",
+            headers=headers,
+            json={
+                "subject": "s",
+                "body": "b",
+                # the refused one does not count: 2 + 2 > 3
+                "recipients": [
+                    {"email": "c@example.com"},
+                    {"email": "d@example.com"},
+                    {"email": "e@other.org"},
+                ],
+            },
+        )
+        assert over.status_code == 429, over.text
+        assert "MAIL_RECIPIENTS_PER_DAY" in over.json()["detail"]
+        assert "at most 3 recipients" in over.json()["detail"]
+        assert 0 < int(over.headers["retry-after"]) <= 86_401
+        assert _mail(service, headers, "c@example.com").status_code == 202  # exactly 3
+        assert _mail(service, headers, "d@example.com").status_code == 429
+        assert _mail(service, other, "d@example.com").status_code == 202  # per user
+    finally:
+        set_settings(service.settings)

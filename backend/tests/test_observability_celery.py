@@ -14,6 +14,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -174,6 +175,10 @@ def test_flower_refuses_requests_without_credentials(stack: Stack) -> None:
         FLOWER_PASSWORD="s3cret-pass",
     )
     flower.start(timeout=60)
+    assert flower.proc is not None
+    # `ps` shows every user the command line: the password travels in the environment.
+    cmdline = Path(f"/proc/{flower.proc.pid}/cmdline").read_bytes()
+    assert b"flower" in cmdline and b"s3cret-pass" not in cmdline
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(timeout=10) as client:
         anonymous = client.get(f"{base}/")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.session import session_scope
 from app.users.models import User
-from app.users.store import user_for_token
+from app.users.store import TokenExpired, user_for_token
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -46,7 +46,14 @@ def optional_user(
         return None
     if credentials.scheme.lower() != "bearer":
         raise _missing_token()
-    user = user_for_token(session=session, token=credentials.credentials)
+    try:
+        user = user_for_token(session=session, token=credentials.credentials)
+    except TokenExpired as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"Token expired at {exc.expires_at.isoformat()}. {TOKEN_HELP}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

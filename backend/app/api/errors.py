@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from app.core.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
+    TooManyRequestsError,
     UnsupportedMediaError,
 )
 
@@ -49,6 +51,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     PayloadTooLargeError: 413,
     UnsupportedMediaError: 415,
     InvalidInputError: 422,
+    TooManyRequestsError: 429,
 }
 """The one mapping from a kind of domain error to its HTTP status."""
 
@@ -62,7 +65,12 @@ def status_of(exc: DomainError) -> int:
 
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONResponse(status_code=status_of(exc), content={"detail": exc.message})
+    headers = None
+    if isinstance(exc, TooManyRequestsError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(int(exc.retry_after), 1))}
+    return JSONResponse(
+        status_code=status_of(exc), content={"detail": exc.message}, headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,10 +79,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse bodies over the limit with 413 before reading them into memory.
+    """Refuse bodies over their route's limit with 413 before reading them into memory.
 
-    JSON routes get a small limit; multipart uploads get `upload_limit` (routes that store
-    uploads enforce it again while streaming).
+    Every route gets `json_limit` (or its own in `json_limits_by_path`), whatever the body's
+    Content-Type says; only a multipart body sent to one of `upload_routes` (method, path)
+    gets `upload_limit` (the upload store enforces it again while streaming). A declared
+    Content-Length over the limit is refused before any byte is read; a body without one is
+    cut off as soon as it passes the limit.
     """
 
     def __init__(
@@ -83,26 +94,34 @@ class BodySizeLimit:
         *,
         json_limit: int,
         upload_limit: int,
+        upload_routes: Iterable[tuple[str, str]] = (),
         json_limits_by_path: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
+        self.upload_routes = frozenset((m.upper(), p.rstrip("/") or "/") for m, p in upload_routes)
         self.json_limits_by_path = json_limits_by_path or {}
+
+    def limit_of(self, method: str, path: str, content_type: str) -> tuple[int, str]:
+        """The byte limit of a request, and the setting that sets it."""
+        route = (method.upper(), path.rstrip("/") or "/")
+        if content_type.startswith("multipart/") and route in self.upload_routes:
+            return self.upload_limit, "MAX_UPLOAD_BYTES"
+        if path in self.json_limits_by_path:
+            return self.json_limits_by_path[path], "the route's own limit"
+        return self.json_limit, "MAX_JSON_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        content_type = headers.get(b"content-type", b"").decode("latin-1")
-        if content_type.startswith("multipart/"):
-            limit = self.upload_limit
-        else:
-            limit = self.json_limits_by_path.get(scope.get("path", ""), self.json_limit)
+        content_type = headers.get(b"content-type", b"").decode("latin-1").strip().lower()
+        limit, name = self.limit_of(scope.get("method", "GET"), scope.get("path", ""), content_type)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            await _too_large(send, limit, name)
             return
         received = 0
         refused = False
@@ -117,7 +136,7 @@ class BodySizeLimit:
                 if received > limit:
                     # Answer 413 now; the app sees a disconnect and its own reply is dropped.
                     refused = True
-                    await _too_large(send, limit)
+                    await _too_large(send, limit, name)
                     return {"type": "http.disconnect"}
             return message
 
@@ -128,8 +147,9 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"Request body too large: the limit is {limit} bytes."}).encode()
+async def _too_large(send: Send, limit: int, name: str) -> None:
+    detail = f"Request body too large: the limit for this route is {limit} bytes ({name})."
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     # Workers
     WORKER_MAX_MEMORY_PER_CHILD_KB: int = 1_000_000
     WORKER_METRICS_PORT: int = 9808
+    # Interface of a Celery worker's metrics endpoint: loopback unless a scraper on another
+    # host needs it (then a private interface, never a public one: it has no token).
+    WORKER_METRICS_HOST: str = "127.0.0.1"
+    # Ports tried from WORKER_METRICS_PORT upward: several workers on one host each take the
+    # first free one (logged, and written to `metrics-port` in the worker's multiprocess dir).
+    WORKER_METRICS_PORT_SPAN: int = 32
+    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`; when empty it
+    # is open (bind the API privately or set it).
+    METRICS_TOKEN: SecretStr = SecretStr("")
     PROMETHEUS_MULTIPROC_DIR: Path | None = None
 
     # Flower
@@ -126,12 +135,37 @@ class Settings(BaseSettings):
     MAIL_FROM: str = "reports@localhost"
     MAIL_RATE_PER_SECOND: float = 50.0
     MAIL_BATCH_SIZE: int = 100
+    # Templates sent through the API render under these limits (app/notifications/sandbox.py)
+    TEMPLATE_MAX_OUTPUT_BYTES: int = 1_000_000
+    TEMPLATE_MAX_LOOP: int = 10_000
+    TEMPLATE_MAX_OPERATIONS: int = 1_000_000
+    # Domains a non-admin may mail (comma-separated, e.g. "example.com,corp.example"; a
+    # subdomain needs its own entry). Empty: a non-admin may mail only their own address.
+    MAIL_ALLOWED_DOMAINS: str = ""
+    # Recipients a user may address per UTC day, over all their mail jobs (0: no cap).
+    MAIL_RECIPIENTS_PER_DAY: int = 1000
     ADMIN_EMAILS: list[str] = Field(default_factory=list)
 
     # Documents
     TESSERACT_CMD: str = "tesseract"
     OCR_LANGUAGES: str = "eng"
     DOCUMENT_MAX_PAGES: int = 200
+    # Pixels of one image frame (Pillow's MAX_IMAGE_PIXELS) and of all frames of one upload,
+    # both checked from the headers before any pixel is decoded.
+    DOCUMENT_MAX_PIXELS: int = 64_000_000
+    DOCUMENT_MAX_TOTAL_PIXELS: int = 256_000_000
+    # Images decoded at once by one API process to confirm an upload is not corrupt.
+    DOCUMENT_DECODE_CONCURRENCY: int = 2
+
+    # Datasets (uploads) and report outputs
+    DATASET_MAX_ROWS: int = 20_000_000
+    DATASET_MAX_COLUMNS: int = 1_000
+    DATASET_MAX_LINE_BYTES: int = 1024 * 1024
+    """The longest CSV line accepted (DuckDB's max_line_size; also pre-scanned)."""
+    REPORT_MAX_ROWS: int = 10_000_000
+    """Rows of a demo dataset a report may generate."""
+    REPORT_MAX_EXCEL_ROWS: int = 3_145_725
+    """Rows an Excel workbook's Data sheets may hold: three full sheets of 1,048,575."""
     THUMBNAIL_SIZES: list[int] = Field(default_factory=lambda: [128, 256, 512])
 
     LOG_LEVEL: str = "INFO"

@@ -42,3 +42,11 @@ class ConflictError(DomainError):
 
 class GoneError(DomainError):
     """It existed, but its data was removed (a job's file after cleanup)."""
+
+
+class TooManyRequestsError(DomainError):
+    """Over a rate or quota; the message names the limit, `retry_after` says when (seconds)."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -22,7 +22,12 @@ def _on_worker_init(**_: Any) -> None:
 
 
 def _on_worker_ready(**_: Any) -> None:
-    metrics_server.start_worker_metrics_server(get_settings().WORKER_METRICS_PORT)
+    settings = get_settings()
+    metrics_server.start_worker_metrics_server(
+        settings.WORKER_METRICS_PORT,
+        settings.WORKER_METRICS_HOST,
+        span=settings.WORKER_METRICS_PORT_SPAN,
+    )
 
 
 def _on_child_exit(pid: int | None = None, **_: Any) -> None:

@@ -32,6 +32,8 @@ from app.notifications.templates import MailTemplate, TemplateProblem
 
 DUPLICATE = "duplicate"
 INVALID = "invalid"
+SKIPPED = "skipped"
+"""Refused before the job (malformed, or not allowed by `policy.py`): never sent."""
 MAX_RECONNECTS = 5
 """Drops in a row with no message through: the server is unwell; leave the rest to the
 runner's backoff. (Drops between successes are normal: many servers cap messages per
@@ -178,10 +180,13 @@ def send_bulk(
     ssl_context: ssl.SSLContext | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """Send every recipient not yet handled; return the job result with all outcomes.
 
     `progress(done, total, message)` runs after each batch and may raise (cancellation).
+    `skipped` ((address, reason) pairs set aside when the job was accepted) are listed in
+    the result as `skipped`, after the others.
     """
     sender = smtp.envelope_sender(settings)
     bucket = TokenBucket(settings.MAIL_RATE_PER_SECOND, clock=clock, sleep=sleep)
@@ -202,7 +207,8 @@ def send_bulk(
                 outcome = plan.outcomes[index]
                 try:
                     mail = template.render(
-                        {**(base_context or {}), **recipients[index].context, "email": address}
+                        {**(base_context or {}), **recipients[index].context, "email": address},
+                        check=on_wait,
                     )
                 except TemplateProblem as exc:
                     _settle(ledger, outcome, address, FAILED, error=str(exc))
@@ -272,7 +278,8 @@ def send_bulk(
     for index in not_tried:
         plan.outcomes[index].status = FAILED
         plan.outcomes[index].error = f"not sent: the server kept failing ({last_transient})"
-    return _result(plan.outcomes, total=total, attempt=attempt)
+    refused = [Outcome(email, SKIPPED, error=reason) for email, reason in skipped]
+    return _result(plan.outcomes + refused, total=total + len(refused), attempt=attempt)
 
 
 def _plan(recipients: Sequence[Recipient], done: dict[str, Entry]) -> _Plan:
@@ -338,7 +345,9 @@ def _settle(
 
 
 def _counts(outcomes: list[Outcome]) -> dict[str, int]:
-    counts = dict.fromkeys((SENT, FAILED, UNKNOWN, DEFERRED, INVALID, DUPLICATE, "pending"), 0)
+    counts = dict.fromkeys(
+        (SENT, FAILED, UNKNOWN, DEFERRED, INVALID, DUPLICATE, SKIPPED, "pending"), 0
+    )
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     return counts
@@ -361,6 +370,7 @@ def _result(outcomes: list[Outcome], *, total: int, attempt: int) -> dict[str, A
         "invalid": counts[INVALID],
         "unknown": counts[UNKNOWN],
         "duplicates": counts[DUPLICATE],
+        "skipped": counts[SKIPPED],
         "attempts": attempt,
         "recipients": [outcome.as_dict() for outcome in outcomes],
     }

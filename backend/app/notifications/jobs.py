@@ -45,7 +45,7 @@ def run_email(ctx: JobContext) -> JobOutput:
         raise PermanentJobError(str(exc)) from None
     template = _template(params)
     try:
-        mail = template.render(dict(params.get("context") or {}))
+        mail = template.render(dict(params.get("context") or {}), check=ctx.check_cancelled)
     except TemplateProblem as exc:
         raise PermanentJobError(str(exc)) from None
     ctx.progress(10, "building the message")
@@ -136,6 +136,11 @@ def run_bulk_email(ctx: JobContext) -> JobOutput:
         base_context=dict(params.get("context") or {}),
         progress=progress,
         on_wait=ctx.check_cancelled,
+        skipped=[
+            (str(item.get("email", "")), str(item.get("reason", "")))
+            for item in params.get("skipped") or []
+            if isinstance(item, dict)
+        ],
     )
     return JobOutput(result=result)
 

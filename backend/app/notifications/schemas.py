@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from app.core.errors import InvalidInputError
 from app.core.schemas import StrictModel
 from app.notifications.email import normalise_address
 from app.notifications.templates import TemplateProblem, compile_template
@@ -30,11 +31,23 @@ class _MailBody(StrictModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _template_compiles(self) -> _MailBody:
+    def _template_given(self) -> _MailBody:
+        if (self.template is None) == (self.body is None):
+            raise ValueError("give exactly one of 'template' (a built-in name) or 'body'")
         if self.body is not None and not self.subject:
             raise ValueError("a 'subject' is required with 'body'")
         if self.html_body is not None and self.body is None:
             raise ValueError("'html_body' goes with 'body' (a template has its own HTML)")
+        return self
+
+    def check_template(self) -> None:
+        """Compile the template, or raise `InvalidInputError` (422) with the compiler's word.
+
+        Not a validator: validation runs on the event loop, and compiling 700 kB of template
+        takes a while. Routes call this from their worker thread (sync routes run in the
+        thread pool). Compiling never evaluates the template (`sandbox.py`), so its cost is
+        linear in the body's length, which the field limits bound; rendering is the worker's.
+        """
         try:
             compile_template(
                 subject=self.subject,
@@ -43,8 +56,7 @@ class _MailBody(StrictModel):
                 html_body=self.html_body,
             )
         except TemplateProblem as exc:
-            raise ValueError(str(exc)) from None
-        return self
+            raise InvalidInputError(str(exc)) from None
 
 
 class EmailRequest(_MailBody):
@@ -72,15 +84,25 @@ class BulkRecipient(StrictModel):
 class BulkEmailRequest(_MailBody):
     recipients: list[BulkRecipient] = Field(min_length=1, max_length=MAX_BULK_RECIPIENTS)
 
+    _invalid: list[dict[str, str]] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _addresses(self) -> BulkEmailRequest:
-        bad: list[str] = []
+        """Malformed addresses are set aside with their reason (`invalid_recipients`), not
+        a refusal of the whole list: the route skips them (`notifications/policy.py`)."""
+        kept: list[BulkRecipient] = []
         for index, recipient in enumerate(self.recipients):
             try:
                 recipient.email = normalise_address(recipient.email)
             except ValueError as exc:
-                bad.append(f"recipients[{index}]: {exc}")
-        if bad:
-            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-            raise ValueError("; ".join(bad[:5]) + more)
+                self._invalid.append(
+                    {"email": recipient.email, "reason": f"recipients[{index}]: {exc}"}
+                )
+            else:
+                kept.append(recipient)
+        self.recipients = kept
         return self
+
+    @property
+    def invalid_recipients(self) -> list[dict[str, str]]:
+        return list(self._invalid)

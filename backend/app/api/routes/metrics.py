@@ -1,4 +1,12 @@
-"""GET /metrics: Prometheus text exposition, without authentication (scrapers have no token).
+"""GET /metrics: Prometheus text exposition, behind `METRICS_TOKEN` when it is set.
+
+With `METRICS_TOKEN` set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`
+(Prometheus: `authorization: {credentials: ...}`), compared in constant time; it is a
+separate secret from users' API tokens, so a scraper holds no power over jobs. Unset, the
+endpoint stays open, as it was: turning it off by default would silently break every
+existing scrape, and the numbers (counts, durations, queue lengths) carry no job data. The
+README says to set it or keep the API on a private interface; in prod an open scrape is
+logged once as a warning.
 
 Everything this instance (the API process and its embedded workers) recorded, plus queue
 lengths read from each backend at scrape time. Reading them is bounded: at most once per
@@ -9,17 +17,20 @@ scrape slow or pile up threads.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
 from app.core import metrics
+from app.core.config import Settings, get_settings
 from app.core.queues import QUEUES
 from app.db.session import session_scope
 from app.jobs.dispatch import Dispatcher, get_dispatcher
@@ -82,8 +93,39 @@ def refresh_queue_lengths(dispatcher: Dispatcher, *, timeout: float | None = Non
             metrics.set_queue_length(queue, int(length), backend=name)
 
 
+_warned_open = False
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()  # equal lengths: no length leak
+
+
+def scrape_refusal(settings: Settings, authorization: str | None) -> Response | None:
+    """None if this scrape may read the metrics, else the 401 to answer."""
+    global _warned_open
+    expected = settings.METRICS_TOKEN.get_secret_value()
+    if not expected:
+        if settings.ENVIRONMENT == "prod" and not _warned_open:
+            _warned_open = True
+            log.warning("/metrics is open: set METRICS_TOKEN or bind the API privately")
+        return None
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        _digest(credentials.strip()), _digest(expected)
+    ):
+        return None
+    return JSONResponse(
+        status_code=401,
+        content={"detail": "Metrics need 'Authorization: Bearer <METRICS_TOKEN>'."},
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics() -> Response:
+def prometheus_metrics(request: Request) -> Response:
+    refusal = scrape_refusal(get_settings(), request.headers.get("authorization"))
+    if refusal is not None:
+        return refusal
     try:
         refresh_queue_lengths(get_dispatcher())
     except Exception:  # metrics must render even when a backend misbehaves
