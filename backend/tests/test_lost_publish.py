@@ -195,4 +195,8 @@ def test_an_rq_job_whose_hash_is_gone_is_resent(brokers: tuple[Settings, Dispatc
     redis.Redis.from_url(settings.RQ_REDIS_URL).delete(f"rq:job:{lost}")
 
     assert relay_once(settings, dispatcher).resent == [lost]
+    # RQ gave up on `kept` without running our code (a refused message, a dead work-horse):
+    # its hash remains, but nothing will run it.
+    redis.Redis.from_url(settings.RQ_REDIS_URL).hset(f"rq:job:{kept}", "status", "failed")
+    assert relay_once(settings, dispatcher).resent == [kept]
     assert rq.held(jobs) == {lost, kept}

@@ -19,6 +19,7 @@ from app.jobs.backends.base import BackendUnavailable
 from app.jobs.registry import JobKind
 
 RQ_ENTRY_POINT = "app.services.rq_tasks.run"
+_WILL_RUN = frozenset({"queued", "deferred", "scheduled", "started"})
 """The one function an RQ worker of this project runs (`rq_worker.GuardedWorker`)."""
 
 SERIALIZER = JSONSerializer
@@ -71,9 +72,16 @@ class RqBackend:
         return {name: self._queue(name).count for name in QUEUES}
 
     def held(self, job_ids: Collection[str]) -> set[str] | None:
-        """RQ keeps a hash per enqueued job (the job id is ours) until its result expires."""
+        """The jobs RQ will still run: a hash per enqueued job (the job id is ours) whose
+        status is waiting or running. A hash that says failed, finished, stopped or canceled
+        (a refused message, a work-horse that died) holds nothing any more."""
         ordered = list(job_ids)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ordered:
-            pipe.exists(Job.key_for(job_id))
-        return {job_id for job_id, exists in zip(ordered, pipe.execute(), strict=True) if exists}
+            pipe.hget(Job.key_for(job_id), "status")
+        statuses = pipe.execute()
+        return {
+            job_id
+            for job_id, status in zip(ordered, statuses, strict=True)
+            if status is not None and status.decode() in _WILL_RUN
+        }
