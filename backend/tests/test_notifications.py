@@ -74,7 +74,9 @@ class Recorder:
             return "553 5.7.1 sender not allowed"
         limit = self.per_connection_limit
         if limit and self.sessions[id(session)] >= max(limit, 0):
-            server.transport.close()
+            # Hang up once the 421 is written, as a real server does: closing first would
+            # race the reply (the client then sees a bare disconnect, not the 421).
+            asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.7.0 too many messages on this connection"
         envelope.mail_from = address
         return "250 OK"
