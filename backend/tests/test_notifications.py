@@ -137,6 +137,24 @@ def running_smtp() -> Iterator[SmtpServer]:
         controller.stop()
 
 
+@contextmanager
+def running_mail_service(
+    kind: str, var_dir: Path, smtp: SmtpServer, **overrides: Any
+) -> Iterator[Service]:
+    """The conftest service with its workers pointed at `smtp`, unthrottled."""
+    with running_service(
+        kind,
+        var_dir,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=smtp.port,
+        MAIL_FROM="reports@example.com",
+        MAIL_RATE_PER_SECOND=0,
+        MAIL_BATCH_SIZE=50,
+        **overrides,
+    ) as svc:
+        yield svc
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     with running_smtp() as server:
@@ -792,14 +810,10 @@ def service(
     module_smtp: SmtpServer,
 ) -> Iterator[Service]:
     """The conftest service, its workers pointed at this module's SMTP server."""
-    with running_service(
+    with running_mail_service(
         request.param,
         tmp_path_factory.mktemp(f"mail-{request.param}"),
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=module_smtp.port,
-        MAIL_FROM="reports@example.com",
-        MAIL_RATE_PER_SECOND=0,
-        MAIL_BATCH_SIZE=50,
+        module_smtp,
         MAIL_ALLOWED_DOMAINS="example.com, Corp.Example",
     ) as svc:
         yield svc

@@ -17,8 +17,8 @@ import pytest
 from app.jobs.errors import JobCancelled
 from app.notifications.sandbox import Limits
 from app.notifications.templates import TemplateProblem, compile_template
-from tests.conftest import DATABASES, Service, running_service
-from tests.test_notifications import SmtpServer, running_smtp
+from tests.conftest import DATABASES, Service
+from tests.test_notifications import SmtpServer, running_mail_service, running_smtp
 
 POW = "{{ 9**(9**7) }}"
 BIG_STRING = '{{ "a" * 300000000 }}'
@@ -125,14 +125,10 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
     module_smtp: SmtpServer,
 ) -> Iterator[Service]:
-    with running_service(
+    with running_mail_service(
         request.param,
         tmp_path_factory.mktemp(f"budget-{request.param}"),
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=module_smtp.port,
-        MAIL_FROM="reports@example.com",
-        MAIL_RATE_PER_SECOND=0,
-        MAIL_BATCH_SIZE=50,
+        module_smtp,
         MAIL_ALLOWED_DOMAINS="example.com",
     ) as svc:
         yield svc
