@@ -3,6 +3,10 @@
 Writes are atomic and durable: the bytes go to a temporary file in the target's own
 directory, are fsync'd, `os.replace`d to the final name, and the directory is fsync'd so the
 name survives a crash. A readable key maps to exactly one path under the root.
+
+OS errors come out as the storage layer's: `StorageUnavailable` for the ones an operator
+fixes without touching the job (`TRANSIENT_ERRNOS`: a full or read-only disk, permissions,
+I/O errors, a stale NFS handle), `StorageError` for the rest.
 """
 
 from __future__ import annotations
@@ -11,12 +15,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from app.core.files import fsync_dir
 from app.storage.base import CHUNK_BYTES, ObjectStore, check_key, check_prefix
-from app.storage.errors import InvalidKey, ObjectMissing, StorageError
+from app.storage.errors import (
+    TRANSIENT_ERRNOS,
+    InvalidKey,
+    ObjectMissing,
+    StorageError,
+    StorageUnavailable,
+)
 
 
 class FileStore(ObjectStore):
@@ -45,6 +56,10 @@ class FileStore(ObjectStore):
 
     def put_file(self, key: str, source: Path, content_type: str, *, move: bool = False) -> None:
         target = self.path_of(key)
+        with _os_errors(f"storing {key!r}"):
+            self._put(source, target, move)
+
+    def _put(self, source: Path, target: Path, move: bool) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if move and _same_device(source, target.parent):
             with open(source, "rb+") as handle:
@@ -64,7 +79,9 @@ class FileStore(ObjectStore):
         fsync_dir(target.parent)
 
     def delete(self, key: str) -> None:
-        self.path_of(key).unlink(missing_ok=True)
+        path = self.path_of(key)
+        with _os_errors(f"deleting {key!r}"):
+            path.unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         folder = self.path_of(check_prefix(prefix)[:-1])
@@ -80,15 +97,17 @@ class FileStore(ObjectStore):
         self, key: str, *, start: int = 0, length: int | None = None, chunk: int = CHUNK_BYTES
     ) -> Iterator[bytes]:
         handle = self._open(key)
-        return _chunks(handle, start, length, chunk)
+        return _chunks(key, handle, start, length, chunk)
 
     def download(self, key: str, dest: Path) -> None:
-        with self._open(key) as src, open(dest, "wb") as out:
+        with self._open(key) as src, _os_errors(f"reading {key!r}"), open(dest, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK_BYTES)
 
     def size(self, key: str) -> int:
+        path = self.path_of(key)
         try:
-            return self.path_of(key).stat().st_size
+            with _os_errors(f"reading {key!r}"):
+                return path.stat().st_size
         except FileNotFoundError:
             raise ObjectMissing(key) from None
 
@@ -98,14 +117,34 @@ class FileStore(ObjectStore):
         return str(self.root)
 
     def _open(self, key: str) -> BinaryIO:
+        path = self.path_of(key)
         try:
-            return open(self.path_of(key), "rb")
+            with _os_errors(f"reading {key!r}"):
+                return open(path, "rb")
         except (FileNotFoundError, IsADirectoryError):
             raise ObjectMissing(key) from None
 
 
-def _chunks(handle: BinaryIO, start: int, length: int | None, chunk: int) -> Iterator[bytes]:
-    with handle:
+@contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """An `OSError` in the block as a storage error: transient or not, by its errno.
+
+    `FileNotFoundError` and `IsADirectoryError` pass through for the caller to map (a missing
+    object is the caller's to name)."""
+    try:
+        yield
+    except (StorageError, FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS or isinstance(exc, TimeoutError):
+            raise StorageUnavailable(f"{what}: {exc.strerror or exc}") from exc
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+def _chunks(
+    key: str, handle: BinaryIO, start: int, length: int | None, chunk: int
+) -> Iterator[bytes]:
+    with handle, _os_errors(f"reading {key!r}"):
         handle.seek(start)
         left = length
         while left is None or left > 0:

@@ -22,7 +22,13 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app.storage.base import CHUNK_BYTES, ObjectStore, check_key, check_prefix
@@ -37,11 +43,19 @@ _TRANSIENT = {
     "SlowDown",
     "Throttling",
     "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
     "RequestTimeout",
     "RequestTimeTooSkewed",
     "ServiceUnavailable",
     "InternalError",
+    "OperationAborted",
 }
+"""Error codes worth a retry later, whatever the HTTP status (5xx and 429 are as well)."""
+_UNANSWERED = (BotoConnectionError, HTTPClientError, IncompleteReadError)
+"""No answer: refused, reset, timed out (connect or read), cut off midway."""
 # At DEBUG, botocore logs whole signed requests; the service's DEBUG must not include them.
 for _name in ("boto3", "botocore", "s3transfer"):
     if logging.getLogger(_name).level == logging.NOTSET:
@@ -173,7 +187,7 @@ class S3Store(ObjectStore):
 def _stream(key: str, body: Any, chunk: int) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(chunk)
-    except (BotoConnectionError, HTTPClientError, ReadTimeoutError) as exc:
+    except (*_UNANSWERED, ReadTimeoutError) as exc:
         raise StorageUnavailable(f"reading {key!r} failed: {exc}") from exc
     finally:
         body.close()
@@ -186,12 +200,17 @@ def _call(key: str, fn: Callable[[], T]) -> T:
     except ClientError as exc:
         raise _mapped(key, exc) from exc
     except S3UploadFailedError as exc:
-        # The transfer manager wraps the ClientError into its message only.
+        # The transfer manager raises it while handling the ClientError: judge that one.
+        inner = exc.__cause__ or exc.__context__
+        if isinstance(inner, ClientError):
+            raise _mapped(key, inner) from exc
+        if isinstance(inner, _UNANSWERED):
+            raise StorageUnavailable(f"the object store did not answer: {inner}") from exc
         text = str(exc)
         transient = any(code in text for code in _TRANSIENT) or "(5" in text
         kind = StorageUnavailable if transient else StorageError
         raise kind(f"upload of {key!r} failed: {text}") from exc
-    except (BotoConnectionError, HTTPClientError) as exc:
+    except _UNANSWERED as exc:
         raise StorageUnavailable(f"the object store did not answer: {exc}") from exc
     except BotoCoreError as exc:
         raise StorageError(f"storage call failed: {exc}") from exc

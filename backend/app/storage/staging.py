@@ -21,7 +21,7 @@ from app.storage.errors import ObjectMissing
 def staged(store: ObjectStore, key: str, scratch_dir: Path, *, prefix: str) -> Iterator[Path]:
     """A local path holding the object `key` (`ObjectMissing` if there is none).
 
-    `prefix` starts the staged file's name (e.g. `<job_id>-`), so an attempt's leftovers are
+    `prefix` starts the staged file's name (`<job_id>-<attempt>-`), so an attempt's leftovers are
     found by the runner's scratch sweep even after a kill.
     """
     local = store.local_path(key)
