@@ -99,8 +99,11 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
         database.drop()
 
 
-def test_a_dropped_server_connection_fails_once_then_the_pool_recovers(postgres_url: str) -> None:
-    """What a PostgreSQL restart or failover does to the workers' pooled connections."""
+def test_a_dropped_server_connection_is_replaced_before_the_next_statement(
+    postgres_url: str,
+) -> None:
+    """What a PostgreSQL restart or failover does to the workers' pooled connections: the
+    pool pings at checkout, so no job's write meets the dead connection."""
     job_id = _job()
     touch = {"p_id": job_id, "p_history": [], "p_at": utcnow()}
     assert UPDATE.returning(touch) is not None  # the pool now holds a live connection
@@ -109,7 +112,5 @@ def test_a_dropped_server_connection_fails_once_then_the_pool_recovers(postgres_
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
     )
-    with pytest.raises(DBAPIError) as caught:
-        UPDATE.returning(touch)
-    assert caught.value.connection_invalidated  # task_base turns this into a redelivery
+    assert UPDATE.returning(touch) is not None
     assert UPDATE.returning(touch) is not None

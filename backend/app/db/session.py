@@ -35,14 +35,15 @@ def make_engine(url: str, *, durable: bool = True) -> Engine:
         return engine
     if durable:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    # The workers' engine: commits skip the wait for the WAL flush (see session_scope), each
-    # statement is its own transaction (every hot-path unit of work is one UPDATE, so BEGIN and
-    # COMMIT would be two extra round trips), and no ping per checkout. A connection that died
-    # with the server fails once, invalidates the pool, and the task is redelivered.
+    # The workers' engine: commits skip the wait for the WAL flush (see session_scope), and
+    # each statement is its own transaction (every hot-path unit of work is one UPDATE, so
+    # BEGIN and COMMIT would be two extra round trips). A pooled connection is pinged at
+    # checkout: one the server dropped (a restart, `pg_terminate_backend`, an idle timeout)
+    # is replaced before a job's write meets it, instead of failing that write.
     return create_engine(
         url,
         isolation_level="AUTOCOMMIT",
-        pool_pre_ping=False,
+        pool_pre_ping=True,
         pool_recycle=300,
         pool_size=10,
         max_overflow=20,

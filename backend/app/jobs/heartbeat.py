@@ -2,7 +2,9 @@
 
 One heartbeat thread per process beats for every job the process runs (a thread per job
 would cost more than a short job itself). A job whose row stops moving with it, because it
-was cancelled or taken over, is flagged and stops at its next progress call.
+was cancelled or taken over, is flagged and stops at its next progress call. A write that
+meets a database outage is retried briefly, then skipped: progress is advisory, and an
+attempt must not die of it (the heartbeat thread keeps trying).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import time
 from app.core.config import Settings
 from app.db.clock import db_now
 from app.jobs.errors import JobCancelled
+from app.jobs.faults import database_text, is_database_outage, retry_db
 from app.jobs.states import JobStatus
 from app.jobs.store.transitions import owned_transition
 
 log = logging.getLogger(__name__)
 S = JobStatus
 _NOW = db_now()
+PROGRESS_RETRY_SECONDS = 2.0
+"""A progress write's patience with a database outage before it is skipped."""
 
 
 def _touch(job_id: str, attempt: int, **values: object) -> bool:
@@ -72,13 +77,19 @@ class Liveness:
         if now - self._last_write < 0.5 and percent < 100:
             return
         self._last_write = now
-        with self._lock:
-            moved = _touch(
-                self.job_id,
-                self.attempt,
-                progress_percent=round(percent, 2),
-                progress_message=message[:500],
-            )
+        values = {"progress_percent": round(percent, 2), "progress_message": message[:500]}
+        try:
+            with self._lock:
+                moved = retry_db(
+                    lambda: _touch(self.job_id, self.attempt, **values),
+                    what=f"progress of job {self.job_id}",
+                    budget=PROGRESS_RETRY_SECONDS,
+                )
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            log.warning("job %s: progress not saved (%s)", self.job_id, database_text(exc))
+            return
         if not moved:
             self.lost.set()
         self.check()

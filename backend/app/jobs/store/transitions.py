@@ -8,6 +8,7 @@ the state machine (`app.jobs.states`) before its statement is built.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from sqlalchemy import Float, Table, Update, bindparam, literal, update
 from sqlalchemy.orm import Session
 
 from app.db.clock import db_now
+from app.db.json_list import json_append
 from app.db.prepared import PreparedStatement
 from app.jobs.models import ReportJob
 from app.jobs.states import JobStatus, check
@@ -22,6 +24,14 @@ from app.jobs.states import JobStatus, check
 # Table-level (Core) statements: a status change is hot-path work, and the ORM's bulk-update
 # machinery costs more than the UPDATE itself.
 JOBS = cast(Table, ReportJob.__table__)
+
+
+@dataclass(frozen=True)
+class appended:
+    """A value that adds `item` to a JSON list column in the UPDATE itself (the history),
+    so writers racing on one row each keep their entry (`app.db.json_list`)."""
+
+    item: Any
 
 
 def transition(
@@ -36,7 +46,8 @@ def transition(
     """Move `job_id` from one of `source` to `target` if it is still there; True if it moved.
 
     `where` adds conditions (e.g. the attempt number the caller owns); `values` sets columns
-    (a value may be a SQL expression, e.g. `db_now()` for the database's clock).
+    (a value may be a SQL expression, e.g. `db_now()` for the database's clock, or
+    `appended(item)`).
     """
     result = session.execute(_update(job_id, source, target, where, values))
     return bool(getattr(result, "rowcount", 0) == 1)
@@ -63,11 +74,21 @@ def _update(
     sources = [JobStatus(s) for s in source]
     for s in sources:
         check(s, target)
+    values = {
+        key: _appended(key, literal(value.item, JOBS.c[key].type))
+        if isinstance(value, appended)
+        else value
+        for key, value in values.items()
+    }
     return (
         update(JOBS)
         .where(JOBS.c.id == job_id, _status_in(sources), *where)
         .values(status=str(target), **values)
     )
+
+
+def _appended(key: str, item: Any) -> Any:
+    return json_append(JOBS.c[key], item)
 
 
 def _status_in(sources: Iterable[str]) -> Any:
@@ -91,27 +112,33 @@ def owned_transition(
     A `db_now(...)` value is the database's clock in the statement itself (its offset, if
     any, a bound parameter), so a statement exists per column set and clocked columns.
     """
-    clocked = {key: value for key, value in values.items() if isinstance(value, db_now)}
-    shape = tuple(
-        (key, _clock_shape(clocked[key]) if key in clocked else None) for key in sorted(values)
-    )
+    shape = tuple((key, _shape(values[key])) for key in sorted(values))
     stmt = _prepared(tuple(str(s) for s in source), str(target), shape)
     params: dict[str, Any] = {"p_id": job_id, "p_attempt": attempt}
     for key, value in values.items():
-        if key not in clocked:
+        if isinstance(value, appended):
+            params[f"v_{key}"] = value.item
+        elif not isinstance(value, db_now):
             params[f"v_{key}"] = value
         elif value.seconds is not None:
             params[f"s_{key}"] = float(value.seconds)
     return stmt.rowcount(params) == 1
 
 
-def _clock_shape(value: db_now) -> str:
-    return "now" if value.seconds is None else "now+"
+def _shape(value: Any) -> str | None:
+    """How a value enters the statement: bound as is (None), a clock, or an append."""
+    if isinstance(value, appended):
+        return "append"
+    if isinstance(value, db_now):
+        return "now" if value.seconds is None else "now+"
+    return None
 
 
 def _value(key: str, clock: str | None) -> Any:
     if clock is None:
         return bindparam(f"v_{key}", type_=JOBS.c[key].type)
+    if clock == "append":
+        return _appended(key, bindparam(f"v_{key}", type_=JOBS.c[key].type))
     return db_now() if clock == "now" else db_now(bindparam(f"s_{key}", type_=Float()))
 
 

@@ -1,6 +1,9 @@
 """What a worker does to the row of the job it runs: claim one attempt, then finish it.
 
-Both are single prepared statements on the hot path of every job.
+Both are single prepared statements on the hot path of every job, and both ride out a
+dropped database connection (`faults.retry_db`): a blip must not cost the job an attempt.
+An attempt that lost its job reads the row once (`state`) and may add its own entry to the
+history (`add_history`); neither is a status change.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Float, bindparam, or_
+from sqlalchemy import Float, bindparam, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.clock import db_now
+from app.db.json_list import json_append
 from app.db.prepared import PreparedStatement
+from app.db.session import session_scope
+from app.jobs.faults import retry_db
 from app.jobs.states import JobStatus
 from app.jobs.store.transitions import JOBS, owned_transition, prepare_transition, transition
 
@@ -46,9 +52,8 @@ def claim(*, job_id: str, worker: str, stale_after: float) -> Claim | None:
     its backoff is over (an early redelivery is refused, not run early). Both by the
     database's clock, which also stamps `started_at` and is returned: hosts' clocks drift.
     """
-    row = _claim_statement().returning(
-        {"p_id": job_id, "p_stale": -float(stale_after), "p_worker": worker}
-    )
+    params = {"p_id": job_id, "p_stale": -float(stale_after), "p_worker": worker}
+    row = retry_db(lambda: _claim_statement().returning(params), what=f"claim of job {job_id}")
     if row is None:
         return None
     return Claim(
@@ -113,11 +118,15 @@ def finish(
 ) -> bool:
     """End the attempt `attempt` owns: completed, failed or retrying. False if it lost the job.
 
-    Committed on its own, or with `session` as part of the caller's unit of work (e.g. the
-    completion together with the rows it creates)."""
+    Committed on its own (retried after a dropped connection), or with `session` as part of
+    the caller's unit of work (e.g. the completion together with the rows it creates), which
+    the caller retries as a whole."""
     if session is None:
-        return owned_transition(
-            job_id, source=[S.STARTED], target=target, attempt=attempt, **values
+        return retry_db(
+            lambda: owned_transition(
+                job_id, source=[S.STARTED], target=target, attempt=attempt, **values
+            ),
+            what=f"end of job {job_id} attempt {attempt}",
         )
     return transition(
         session,
@@ -127,3 +136,37 @@ def finish(
         where=[JOBS.c.attempts == attempt],
         **values,
     )
+
+
+@dataclass(frozen=True)
+class RowState:
+    status: JobStatus
+    attempts: int
+
+
+def state(job_id: str) -> RowState | None:
+    """The row's status and attempt count now (None if the row is gone)."""
+
+    def read() -> RowState | None:
+        with session_scope() as session:
+            row = session.execute(
+                select(JOBS.c.status, JOBS.c.attempts).where(JOBS.c.id == job_id)
+            ).first()
+        return None if row is None else RowState(JobStatus(row.status), int(row.attempts))
+
+    return retry_db(read, what=f"state of job {job_id}")
+
+
+def add_history(job_id: str, entry: dict[str, Any]) -> None:
+    """Append `entry` to the job's history whatever its status (an attempt that was taken
+    over says so); appended in SQL, so the live attempt's own entry is never lost."""
+
+    def write() -> None:
+        with session_scope() as session:
+            session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id)
+                .values(history=json_append(JOBS.c.history, literal(entry, JOBS.c.history.type)))
+            )
+
+    retry_db(write, what=f"history of job {job_id}")
