@@ -177,8 +177,11 @@ def test_sigkill_loses_no_job_and_runs_each_once(stack: Stack, kill: str) -> Non
     log = worker.log()
     for job in jobs:
         assert _completions(log, job["job_id"]) == 1, job
-        files = list((stack.service.settings.storage_root / "artifacts" / job["job_id"]).iterdir())
-        assert [f.name for f in files] == ["dummy-report.json"]
+        folder = stack.service.settings.storage_root / "artifacts" / job["job_id"]
+        files = [f for f in folder.rglob("*") if f.is_file()]  # the completing attempt's only
+        assert [f.relative_to(folder).as_posix() for f in files] == [
+            f"{job['attempts']}/dummy-report.json"
+        ]
         assert json.loads(files[0].read_text())["attempt"] == job["attempts"]
     assert any(job["attempts"] > 1 for job in jobs), "the kill hit no running job"
 

@@ -96,8 +96,9 @@ def test_run_job_twice_runs_once_and_writes_one_artifact(database_url: str) -> N
     assert (first.status, second.status) == ("completed", "skipped")
     job = _job(job_id)
     assert job.status == S.COMPLETED and job.attempts == 1
-    files = list((get_settings().storage_root / "artifacts" / job_id).iterdir())
-    assert [f.name for f in files] == ["dummy-report.json"]
+    folder = get_settings().storage_root / "artifacts" / job_id
+    files = [f for f in folder.rglob("*") if f.is_file()]  # the attempt's own key
+    assert [f.relative_to(folder).as_posix() for f in files] == ["1/dummy-report.json"]
     assert job.artifact_size == files[0].stat().st_size
     assert job.artifact_sha256 and len(job.artifact_sha256) == 64
 

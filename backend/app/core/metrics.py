@@ -47,6 +47,7 @@ class _Metrics:
     cpu_percent: Gauge
     memory: Gauge
     disk: Gauge
+    superseded: Counter
 
 
 def _build(registry: CollectorRegistry | None) -> _Metrics:
@@ -124,6 +125,13 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
             "Disk space of a path by kind (total, used, free).",
             ["path", "kind"],
             multiprocess_mode="mostrecent",
+            registry=r,
+        ),
+        superseded=Counter(
+            "report_jobs_superseded_total",
+            "Attempts that lost their job to another attempt (a worker that stopped "
+            "heart-beating came back): not a job's final status, never in report_jobs_total.",
+            ["job_type", "queue"],
             registry=r,
         ),
     )
@@ -210,6 +218,13 @@ def job_retried(job_type: str, queue: str) -> None:
     """An attempt failed transiently and the job will run again: not a final outcome."""
     _m.active.labels(job_type, queue).dec()
     _m.retries.labels(job_type, queue).inc()
+
+
+@_never_raise
+def job_superseded(job_type: str, queue: str) -> None:
+    """An attempt found its job taken over: the live attempt counts the job's end."""
+    _m.active.labels(job_type, queue).dec()
+    _m.superseded.labels(job_type, queue).inc()
 
 
 @_never_raise

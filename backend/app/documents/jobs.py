@@ -150,7 +150,7 @@ def _document(ctx: JobContext) -> Iterator[tuple[Path, str]]:
             if key:
                 store = get_store(ctx.settings)
                 path = stack.enter_context(
-                    staged(store, str(key), ctx.scratch_dir, prefix=f"{ctx.job_id}-")
+                    staged(store, str(key), ctx.scratch_dir, prefix=ctx.scratch_prefix)
                 )
             else:
                 path = Path(str(legacy))

@@ -1,8 +1,13 @@
 """Artifact files: built on the worker's scratch disk, kept in the object store under
-`artifacts/<job_id>/<filename>`, addressed only by job id (never a client path).
+`artifacts/<job_id>/<attempt>/<filename>`, addressed only by job id (never a client path).
 
-The `artifact_path` column holds that key; rows written before the object store held the
-same string as a path relative to the storage root, which is the same key.
+Everything an attempt writes is named by its attempt: its scratch files
+(`<job_id>-<attempt>-*`, `JobContext.scratch_prefix`) and its object. An attempt that was
+taken over while it still ran (a frozen worker that came back) removes only its own, never
+the live attempt's; the attempt that completes the job removes what earlier ones left.
+
+The `artifact_path` column holds the key; older rows hold `artifacts/<job_id>/<filename>`
+(or the same string as a path relative to the storage root), which still resolve.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from app.jobs.context import ArtifactFile
 from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
 from app.jobs.states import JobStatus
-from app.storage import ObjectMissing, get_store
+from app.storage import ObjectMissing, StorageError, get_store
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,14 +51,21 @@ def job_prefix(job_id: str) -> str:
     return f"artifacts/{job_id}/"
 
 
+def attempt_prefix(job_id: str, attempt: int) -> str:
+    return f"{job_prefix(job_id)}{attempt}/"
+
+
 def safe_filename(name: str) -> str:
     cleaned = _UNSAFE.sub("_", Path(name).name).strip("._") or "artifact"
     return cleaned[:200]
 
 
-def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArtifact:
-    """Hash the built file and put it in the store (same key on a re-run, so a retried
-    completion replaces, never duplicates); the local file is gone afterwards."""
+def store(
+    settings: Settings, job_id: str, artifact: ArtifactFile, *, attempt: int
+) -> StoredArtifact:
+    """Hash the built file and put it in the store under the attempt's own key (a late
+    attempt that was taken over cannot overwrite the live one's); the local file is gone
+    afterwards. Raises `StorageUnavailable` (retry) or another `StorageError`."""
     filename = safe_filename(artifact.filename)
     digest = hashlib.sha256()
     size = 0
@@ -61,7 +73,7 @@ def store(settings: Settings, job_id: str, artifact: ArtifactFile) -> StoredArti
         while chunk := handle.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-    key = job_prefix(job_id) + filename
+    key = attempt_prefix(job_id, attempt) + filename
     try:
         get_store(settings).put_file(key, artifact.path, artifact.mime_type, move=True)
     finally:
@@ -128,13 +140,44 @@ def downloadable(settings: Settings, job: ReportJob) -> Download:
         raise FileRemoved("The file of this job was removed.") from None
 
 
-def discard_scratch(settings: Settings, job_id: str) -> None:
-    """Partial output of an attempt that did not finish (files or work directories)."""
-    for leftover in scratch_dir(settings).glob(f"{job_id}-*"):
+def scratch_prefix(job_id: str, attempt: int) -> str:
+    """How an attempt's scratch files and directories begin."""
+    return f"{job_id}-{attempt}-"
+
+
+def discard_scratch(settings: Settings, job_id: str, attempt: int | None = None) -> None:
+    """Partial output on this host (files or work directories) of one attempt, or of
+    every attempt when `attempt` is None (the job is final, or gone)."""
+    pattern = f"{job_id}-*" if attempt is None else f"{scratch_prefix(job_id, attempt)}*"
+    for leftover in scratch_dir(settings).glob(pattern):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def discard_attempt(settings: Settings, job_id: str, attempt: int, *, stored: bool) -> None:
+    """What one attempt that did not complete the job left: its scratch files and, if it
+    got as far as storing, its object. Best effort: an object the store cannot delete now
+    is removed by the attempt that completes the job, or by retention."""
+    discard_scratch(settings, job_id, attempt)
+    if stored:
+        _delete_quietly(settings, attempt_prefix(job_id, attempt))
+
+
+def discard_earlier(settings: Settings, job_id: str, attempt: int) -> None:
+    """After `attempt` completed the job: what earlier attempts left (one killed between
+    storing and recording, one whose clean-up met an outage), objects and scratch."""
+    for earlier in range(1, attempt):
+        _delete_quietly(settings, attempt_prefix(job_id, earlier))
+        discard_scratch(settings, job_id, earlier)
+
+
+def _delete_quietly(settings: Settings, prefix: str) -> None:
+    try:
+        get_store(settings).delete_prefix(prefix)
+    except StorageError as exc:
+        log.warning("could not delete %s (%s); retention removes it", prefix, exc)
 
 
 def remove_job_files(settings: Settings, job_id: str, job_type: str) -> None:

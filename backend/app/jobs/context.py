@@ -60,10 +60,16 @@ class JobContext:
         """
         self.report_progress(max(0.0, min(100.0, percent)), message)
 
+    @property
+    def scratch_prefix(self) -> str:
+        """How this attempt's scratch files begin (`<job_id>-<attempt>-`): the runner removes
+        an attempt's own leftovers by it, never those of another attempt still running."""
+        return f"{self.job_id}-{self.attempt}-"
+
     def temp_path(self, suffix: str) -> Path:
         """A fresh path on the storage volume, so the final move is an atomic rename."""
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(suffix=suffix, prefix=f"{self.job_id}-", dir=self.scratch_dir)
+        fd, name = tempfile.mkstemp(suffix=suffix, prefix=self.scratch_prefix, dir=self.scratch_dir)
         os.close(fd)
         return Path(name)
 

@@ -1,8 +1,10 @@
 """`run_job`: the one place a job executes, whichever backend delivered it.
 
 Claim the row (compare-and-set, so duplicates and redeliveries are harmless), run the handler
-with progress and a heartbeat, store the artifact atomically, and record the outcome. The
-caller (a Celery task, an RQ job, a local worker) only schedules what the outcome asks for.
+with progress and a heartbeat, store the artifact atomically (part of the attempt: a storage
+outage retries like any transient error), and record the outcome. What is transient and what
+is permanent is `faults.classify`'s to say, for every backend. The caller (a Celery task, an
+RQ job, a local worker) only schedules what the outcome asks for.
 """
 
 from __future__ import annotations
@@ -10,35 +12,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.logging import job_log_context
 from app.db.clock import db_now
 from app.db.session import session_scope
-from app.jobs import artifacts, followups
+from app.jobs import artifacts, faults, followups
+from app.jobs.attempt import SUPERSEDED, Attempt
+from app.jobs.attempt import RunOutcome as RunOutcome
 from app.jobs.context import JobContext, JobOutput
-from app.jobs.errors import JobCancelled, JobTimedOut, PermanentJobError, TransientJobError
+from app.jobs.errors import JobCancelled, JobTimedOut
 from app.jobs.heartbeat import Liveness
-from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
 from app.jobs.states import JobStatus
 from app.jobs.store import worker
 
 log = logging.getLogger(__name__)
 S = JobStatus
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientJobError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def _timeout_errors() -> tuple[type[BaseException], ...]:
@@ -55,19 +47,6 @@ def _timeout_errors() -> tuple[type[BaseException], ...]:
 TIMEOUT_ERRORS = _timeout_errors()
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    """What happened to one delivery of a job."""
-
-    status: str
-    """`completed`, `failed`, `retrying`, `cancelled`, or `skipped` (not ours to run)."""
-    retry_in: float | None = None
-    attempt: int = 0
-    job_type: str = ""
-    queue: str = ""
-    duration: float = 0.0
-
-
 _WORKER: dict[int, str] = {}
 
 
@@ -77,51 +56,6 @@ def worker_name() -> str:
     if name is None:
         name = _WORKER[pid] = f"{socket.gethostname()}:{pid}"
     return name
-
-
-class _Attempt:
-    """One claimed attempt: ends it exactly once and keeps the job's attempt history."""
-
-    def __init__(self, claim: worker.Claim, settings: Settings) -> None:
-        self.claim = claim
-        self.settings = settings
-        self.clock = time.monotonic()
-
-    def outcome(self, status: str, retry_in: float | None = None) -> RunOutcome:
-        return RunOutcome(
-            status=status,
-            retry_in=retry_in,
-            attempt=self.claim.attempts,
-            job_type=self.claim.job_type,
-            queue=self.claim.queue,
-            duration=time.monotonic() - self.clock,
-        )
-
-    def end(self, target: JobStatus, session: Session | None = None, **values: Any) -> bool:
-        """Record how the attempt ended; False if the job was cancelled or taken over.
-
-        With `session`, the write joins the caller's transaction instead of committing alone.
-        Times are the database's: `finished_at` its clock in the UPDATE, the history's end the
-        claim's (database) start plus the attempt's monotonic duration; no host clock.
-        """
-        values.setdefault("finished_at", db_now())
-        ended_at = self.claim.started_at + timedelta(seconds=time.monotonic() - self.clock)
-        entry = {
-            "attempt": self.claim.attempts,
-            "started_at": self.claim.started_at.isoformat(),
-            "ended_at": ended_at.isoformat(),
-            "outcome": str(target),
-            "error": values.get("error"),
-            "worker": self.claim.worker,
-        }
-        return worker.finish(
-            job_id=self.claim.job_id,
-            attempt=self.claim.attempts,
-            target=target,
-            session=session,
-            history=[*self.claim.history, entry],
-            **values,
-        )
 
 
 def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
@@ -135,20 +69,19 @@ def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))
     with job_log_context(claim.job_id, claim.job_type, claim.attempts):
         try:
-            return _observed(_run_claimed(_Attempt(claim, settings)))
+            return _observed(_run_claimed(Attempt(claim, settings)))
         except BaseException:
-            # E.g. the artifact store failed: the reaper re-runs the job; the gauge must not
-            # count it as running forever.
+            # E.g. the database stayed down past the retries of the final write: the reaper
+            # re-runs the job; the gauge must not count it as running forever.
             metrics.job_abandoned(claim.job_type, claim.queue)
             raise
 
 
-def _run_claimed(attempt: _Attempt) -> RunOutcome:
+def _run_claimed(attempt: Attempt) -> RunOutcome:
     claim, settings = attempt.claim, attempt.settings
     job_id = claim.job_id
     if claim.attempts > claim.max_attempts:
-        attempt.end(S.FAILED, error=f"gave up after {claim.max_attempts} attempts")
-        return attempt.outcome("failed")
+        return attempt.conclude(S.FAILED, error=f"gave up after {claim.max_attempts} attempts")
 
     liveness = Liveness.start(job_id, claim.attempts, settings)
     ctx = JobContext(
@@ -165,38 +98,53 @@ def _run_claimed(attempt: _Attempt) -> RunOutcome:
     log.debug("job %s (%s) attempt %d started", job_id, claim.job_type, claim.attempts)
     try:
         output = kind_of(claim.job_type).handler()(ctx)
+        stored = _store(attempt, liveness, output)
     except JobCancelled:
-        _discard(settings, job_id)
-        return attempt.outcome("cancelled")
+        outcome = attempt.settle(attempt.why_lost())
+        log.info("job %s attempt %d %s", job_id, claim.attempts, outcome.status)
+        return outcome
     except TIMEOUT_ERRORS:
-        _discard(settings, job_id)
         limit = settings.JOB_SOFT_TIME_LIMIT_SECONDS
-        attempt.end(S.FAILED, error=f"timed out after {limit} s (soft time limit)")
-        return attempt.outcome("failed")
-    except TRANSIENT_ERRORS as exc:
-        _discard(settings, job_id)
-        return _retry_or_fail(attempt, exc)
-    except PermanentJobError as exc:
-        _discard(settings, job_id)
-        attempt.end(S.FAILED, error=str(exc) or type(exc).__name__)
-        return attempt.outcome("failed")
+        return attempt.conclude(S.FAILED, error=f"timed out after {limit} s (soft time limit)")
     except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        _discard(settings, job_id)
-        attempt.end(S.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        return attempt.outcome("failed")
+        fault = faults.classify(exc)
+        if isinstance(fault, faults.Transient):
+            return _retry_or_fail(attempt, fault.reason)
+        if fault.bug:
+            log.exception("job %s crashed", job_id)
+        return attempt.conclude(S.FAILED, error=fault.reason)
     finally:
         liveness.stop()
 
-    status = _complete(attempt, output)
-    log.info("job %s attempt %d %s", job_id, claim.attempts, status)
-    return attempt.outcome(status)
+    outcome = _complete(attempt, output, stored)
+    log.info("job %s attempt %d %s", job_id, claim.attempts, outcome.status)
+    return outcome
+
+
+def _store(
+    attempt: Attempt, liveness: Liveness, output: JobOutput
+) -> artifacts.StoredArtifact | None:
+    """Put the built file in the store: part of the attempt, so an outage retries it."""
+    if output.artifact is None:
+        return None
+    try:
+        liveness.check()  # cancelled or taken over meanwhile: no upload in vain
+    except JobCancelled:
+        output.artifact.path.unlink(missing_ok=True)
+        raise
+    attempt.stored = True  # from here on the object may exist, even if the call fails
+    return artifacts.store(
+        attempt.settings, attempt.claim.job_id, output.artifact, attempt=attempt.claim.attempts
+    )
 
 
 def _observed(outcome: RunOutcome) -> RunOutcome:
-    """Count the end of a claimed attempt once: a retry, or the job's final status."""
+    """Count the end of a claimed attempt once: a retry, a takeover, or the job's final
+    status (one per job: a superseded attempt never counts as one)."""
     if outcome.status == "retrying":
         metrics.job_retried(outcome.job_type, outcome.queue)
+    elif outcome.status == SUPERSEDED:
+        metrics.job_superseded(outcome.job_type, outcome.queue)
     else:
         metrics.job_finished(outcome.job_type, outcome.queue, outcome.status, outcome.duration)
     return outcome
@@ -209,31 +157,34 @@ def _queue_wait(claim: worker.Claim) -> float | None:
     return (claim.started_at - claim.queued_at).total_seconds()
 
 
-def _retry_or_fail(attempt: _Attempt, exc: BaseException) -> RunOutcome:
+def _retry_or_fail(attempt: Attempt, reason: str) -> RunOutcome:
     claim, settings = attempt.claim, attempt.settings
-    message = str(exc) or type(exc).__name__
     if claim.attempts >= claim.max_attempts:
-        attempt.end(S.FAILED, error=f"gave up after {claim.attempts} attempts: {message}")
-        return attempt.outcome("failed")
+        error = f"gave up after {claim.attempts} attempts: {reason}"
+        return attempt.conclude(S.FAILED, error=error)
     delay = settings.retry_delay(claim.attempts)
-    moved = attempt.end(
+    outcome = attempt.conclude(
         S.RETRYING,
+        retry_in=delay,
         finished_at=None,
         next_attempt_at=db_now(delay),  # due by the clock the claim compares it with
-        error=f"attempt {claim.attempts} failed: {message}; retrying in {delay:g} s",
+        error=f"attempt {claim.attempts} failed: {reason}; retrying in {delay:g} s",
         progress_message=f"retrying in {delay:g} s",
     )
-    if not moved:
-        return attempt.outcome("cancelled")
-    log.info(
-        "job %s attempt %d failed transiently, retry in %.1fs", claim.job_id, claim.attempts, delay
-    )
-    return attempt.outcome("retrying", retry_in=delay)
+    if outcome.status == S.RETRYING:
+        log.info(
+            "job %s attempt %d failed transiently (%s), retry in %.1fs",
+            claim.job_id,
+            claim.attempts,
+            reason,
+            delay,
+        )
+    return outcome
 
 
-def _complete(attempt: _Attempt, output: JobOutput) -> str:
-    settings, job_id = attempt.settings, attempt.claim.job_id
-    stored = artifacts.store(settings, job_id, output.artifact) if output.artifact else None
+def _complete(
+    attempt: Attempt, output: JobOutput, stored: artifacts.StoredArtifact | None
+) -> RunOutcome:
     values: dict[str, object] = {
         "result": output.result,
         "progress_percent": 100.0,
@@ -249,40 +200,38 @@ def _complete(attempt: _Attempt, output: JobOutput) -> str:
             artifact_sha256=stored.sha256,
         )
     if _record_completion(attempt, values):
-        return "completed"
-    # Cancelled (or taken over) while we finished: our file must not outlive the decision.
-    with session_scope() as session:
-        job = session.get(ReportJob, job_id)
-        keep = job is not None and job.status == S.COMPLETED
-    if not keep:
-        artifacts.remove_job_files(settings, job_id, attempt.claim.job_type)
-    return "cancelled"
+        return attempt.settle(S.COMPLETED)
+    # Cancelled or taken over while we finished: only our own file goes, never the winner's.
+    return attempt.settle(attempt.why_lost(S.COMPLETED))
 
 
-def _record_completion(attempt: _Attempt, values: dict[str, Any]) -> bool:
-    """The completion, and with it (one transaction) the follow-up jobs it asks for."""
+def _record_completion(attempt: Attempt, values: dict[str, Any]) -> bool:
+    """The completion, and with it (one transaction, retried whole after a dropped
+    connection) the follow-up jobs it asks for."""
     claim = attempt.claim
     wanted = [f for f in kind_of(claim.job_type).follow_ups() if f.wanted(claim.params)]
     if not wanted:
         return attempt.end(S.COMPLETED, **values)
-    with session_scope() as session:
-        if not attempt.end(S.COMPLETED, session=session, **values):
-            return False
-        added = [
-            follow_up.add(
-                session=session,
-                settings=attempt.settings,
-                job_id=claim.job_id,
-                owner_id=claim.owner_id,
-                params=claim.params,
-            )
-            for follow_up in wanted
-        ]
+
+    def transaction() -> list[str | None] | None:
+        with session_scope() as session:
+            if not attempt.end(S.COMPLETED, session=session, **values):
+                return None
+            return [
+                follow_up.add(
+                    session=session,
+                    settings=attempt.settings,
+                    job_id=claim.job_id,
+                    owner_id=claim.owner_id,
+                    params=claim.params,
+                )
+                for follow_up in wanted
+            ]
+
+    added = faults.retry_db(transaction, what=f"completion of job {claim.job_id}")
+    if added is None:
+        return False
     for follow_up_id in added:
         if follow_up_id is not None:
             followups.publish(claim.job_id, follow_up_id)
     return True
-
-
-def _discard(settings: Settings, job_id: str) -> None:
-    artifacts.discard_scratch(settings, job_id)

@@ -96,7 +96,7 @@ def _attachment_file(ctx: JobContext, item: dict[str, Any]) -> Iterator[Path]:
         return
     try:
         with staged(
-            get_store(ctx.settings), str(key), ctx.scratch_dir, prefix=f"{ctx.job_id}-"
+            get_store(ctx.settings), str(key), ctx.scratch_dir, prefix=ctx.scratch_prefix
         ) as path:
             yield path
     except ObjectMissing:

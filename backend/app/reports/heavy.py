@@ -110,7 +110,7 @@ def run(ctx: JobContext) -> JobOutput:
         raise PermanentJobError(f"invalid report parameters: {exc}") from exc
     kind = ctx.job_type if ctx.job_type in {"pdf", "excel", "analysis"} else p.report_type
     progress = Progress(ctx.progress)
-    work = Path(tempfile.mkdtemp(prefix=f"{ctx.job_id}-", dir=_scratch(ctx)))
+    work = Path(tempfile.mkdtemp(prefix=ctx.scratch_prefix, dir=_scratch(ctx)))
     out: Path | None = None
     try:
         p = _staged(ctx, p, work)

@@ -1,0 +1,42 @@
+"""A dropped database connection never fails a job: `pg_terminate_backend` on every
+connection of the service, again and again, while a batch runs on real worker processes
+(the embedded executor's); each job completes, on its first attempt."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.conftest import running_service
+from tests.faults import attempts_histogram, read_jobs, terminate_connections, wait_final
+
+JOBS = 60
+TERMINATIONS = 8
+
+
+def test_terminated_connections_fail_no_job(tmp_path: Path) -> None:
+    with running_service("postgresql", tmp_path, LOCAL_WORKERS=2) as service:
+        url = service.settings.DATABASE_URL
+        headers = service.headers(service.token())
+        ids = []
+        for _ in range(JOBS):
+            response = service.client.post(
+                "/reports/dummy", json={"delay_seconds": 0.4}, headers=headers
+            )
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["job_id"])
+
+        killed = []
+        while len(killed) < TERMINATIONS:
+            time.sleep(0.9)  # mid-batch: claims, progress writes and finishes in flight
+            killed.append(terminate_connections(url))
+            if all(r.status == "completed" for r in read_jobs(url, ids).values()):
+                break
+        assert len(killed) >= 5 and min(killed) >= 1, killed  # each round cut connections
+
+        rows = wait_final(url, ids, timeout=60)
+        failed = {r.id: r.error for r in rows.values() if r.status != "completed"}
+        assert not failed, failed
+        print(f"terminated {killed}; attempts {attempts_histogram(rows)}")
+        # The bookkeeping writes ride the fault out in place: no attempt is spent on it.
+        assert attempts_histogram(rows) == {1: JOBS}
