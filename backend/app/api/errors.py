@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import (
@@ -24,6 +26,27 @@ from app.core.errors import (
 )
 
 
+class ErrorBody(BaseModel):
+    """Every refusal's body (4xx, and the 401 of a missing token): one sentence for a person."""
+
+    detail: str = Field(description="What was wrong and, where it can say, what to do.")
+
+
+class FieldError(BaseModel):
+    """One place where a request did not match the schema (pydantic's error, trimmed)."""
+
+    loc: list[str | int] = Field(description="Where: ['body', 'filters', 0, 'op'], ...")
+    msg: str
+    type: str = Field(description="pydantic's error type: 'missing', 'extra_forbidden'...")
+
+
+class ValidationErrorBody(ErrorBody):
+    """The 422 body. `errors` lists each field that did not match the schema; a request that
+    matched it but whose content cannot be used (an unknown column...) has none."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+
+
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
     if error.get("type") == "json_invalid":
@@ -35,12 +58,14 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-        for e in exc.errors()
-    ]
-    message = "; ".join(_describe(e) for e in exc.errors())
-    return JSONResponse(status_code=422, content={"detail": message, "errors": errors})
+    body = ValidationErrorBody(
+        detail="; ".join(_describe(e) for e in exc.errors()),
+        errors=[
+            FieldError(loc=list(e.get("loc", ())), msg=str(e.get("msg")), type=str(e.get("type")))
+            for e in exc.errors()
+        ],
+    )
+    return JSONResponse(status_code=422, content=body.model_dump(mode="json"))
 
 
 STATUS_OF: dict[type[DomainError], int] = {
@@ -56,10 +81,12 @@ STATUS_OF: dict[type[DomainError], int] = {
 """The one mapping from a kind of domain error to its HTTP status."""
 
 
-def status_of(exc: DomainError) -> int:
-    for kind in type(exc).__mro__:
-        if kind in STATUS_OF:
-            return STATUS_OF[kind]
+def status_of(error: DomainError | type[DomainError]) -> int:
+    """The status of an error, or of a kind of error (the OpenAPI document asks by kind)."""
+    kind = error if isinstance(error, type) else type(error)
+    for base in kind.__mro__:
+        if base in STATUS_OF:
+            return STATUS_OF[base]
     return 422
 
 
@@ -68,14 +95,28 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, TooManyRequestsError) and exc.retry_after is not None:
         headers = {"Retry-After": str(max(int(exc.retry_after), 1))}
+    body = ErrorBody(detail=exc.message)
+    return JSONResponse(status_code=status_of(exc), content=body.model_dump(), headers=headers)
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with every method of the path in `Allow`: Starlette names only those of the first
+    route that matched the path, and /datasets is two routes (GET and POST)."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            allowed.update(getattr(route, "methods", None) or ())
+    body = ErrorBody(detail=f"Method {request.method} not allowed here.")
     return JSONResponse(
-        status_code=status_of(exc), content={"detail": exc.message}, headers=headers
+        status_code=405, content=body.model_dump(), headers={"Allow": ", ".join(sorted(allowed))}
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(405, method_not_allowed)
 
 
 class BodySizeLimit:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from app.core.schemas import StrictModel
+from app.core.schemas import JsonInt, StrictModel
 from app.documents.thumbnails import MAX_THUMBNAIL_PAGES
 from app.jobs.schemas import JobAccepted
 
@@ -50,7 +50,7 @@ class OcrRequest(StrictModel):
 
 
 class ThumbnailsRequest(StrictModel):
-    pages: int = Field(
+    pages: JsonInt = Field(
         default=1,
         ge=1,
         le=MAX_THUMBNAIL_PAGES,

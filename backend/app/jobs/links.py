@@ -52,7 +52,8 @@ def verify(
 ) -> None:
     """Raise `LinkRefused` unless `given` signs this job, owner and expiry, not yet expired."""
     expected = signature(settings, job_id, owner_id, expires)
-    if not hmac.compare_digest(expected, given):
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 403).
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
         raise LinkRefused(
             "This download link is not valid (altered or for another report). "
             "Ask for a new link, or download with your token."

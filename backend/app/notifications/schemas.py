@@ -2,23 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from app.core.errors import InvalidInputError
 from app.core.schemas import StrictModel
 from app.notifications.email import normalise_address
-from app.notifications.templates import TemplateProblem, compile_template
+from app.notifications.templates import TemplateProblem, available_templates, compile_template
 
 MAX_BULK_RECIPIENTS = 10_000
 MAX_EMAIL_RECIPIENTS = 50
 
+TemplateName = Annotated[
+    str, Field(max_length=64), WithJsonSchema({"type": "string", "enum": available_templates()})
+]
+"""Any string is checked (the refusal lists the names); the document lists the built-ins."""
+
+Address = Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"})]
+_RECIPIENT_COUNT = {"minItems": 1, "maxItems": MAX_EMAIL_RECIPIENTS}
+"""Checked by `EmailRequest._addresses`, whose refusal says what to do."""
+
+_ONE_TEMPLATE: JsonDict = {
+    "oneOf": [
+        {
+            "title": "a built-in template",
+            "required": ["template"],
+            "properties": {
+                "template": {"type": "string"},
+                "body": {"type": "null"},
+                "html_body": {"type": "null"},
+            },
+        },
+        {
+            "title": "an inline body, with its subject",
+            "required": ["body", "subject"],
+            "properties": {
+                "body": {"type": "string"},
+                "subject": {"type": "string", "minLength": 1},
+                "template": {"type": "null"},
+            },
+        },
+    ]
+}
+"""What `_template_given` checks, said in the OpenAPI document."""
+
 
 class _MailBody(StrictModel):
+    model_config = ConfigDict(json_schema_extra=_ONE_TEMPLATE)
+
     subject: str | None = Field(default=None, max_length=500)
-    template: str | None = Field(
-        default=None, max_length=64, description="A built-in template, e.g. 'report_ready'."
+    template: TemplateName | None = Field(
+        default=None, description="A built-in template, e.g. 'report_ready'."
     )
     body: str | None = Field(
         default=None,
@@ -60,7 +103,9 @@ class _MailBody(StrictModel):
 
 
 class EmailRequest(_MailBody):
-    to: str | list[str] = Field(description=f"One address or up to {MAX_EMAIL_RECIPIENTS}.")
+    to: Address | Annotated[list[Address], Field(json_schema_extra=_RECIPIENT_COUNT)] = Field(
+        description=f"One address or up to {MAX_EMAIL_RECIPIENTS}."
+    )
     attach_job_id: str | None = Field(
         default=None,
         max_length=36,

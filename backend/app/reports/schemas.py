@@ -10,9 +10,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
-from app.core.schemas import StrictModel
+from app.core.schemas import JsonInt, StrictModel
 from app.reports.columns import column_kind
 from app.reports.demo_datasets import MAX_DEMO_ROWS
 
@@ -45,7 +54,7 @@ class DummyReportRequest(StrictModel):
     """POST /reports/dummy body: a job that exercises the machinery, not a real report."""
 
     delay_seconds: float = Field(default=0, ge=0, le=60, description="How long the job sleeps.")
-    fail_times: int = Field(
+    fail_times: JsonInt = Field(
         default=0, ge=0, le=5, description="Transient failures before it succeeds."
     )
 
@@ -55,18 +64,28 @@ class DemoDatasetRef(StrictModel):
 
     source: Literal["demo"] = "demo"
     name: Literal["sales"] = "sales"
-    rows: int = Field(default=10_000, ge=1, le=MAX_DEMO_ROWS)
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    rows: JsonInt = Field(default=10_000, ge=1, le=MAX_DEMO_ROWS)
+    seed: JsonInt = Field(default=42, ge=0, le=2**31 - 1)
 
 
 class UploadDatasetRef(StrictModel):
     """A dataset the caller uploaded with POST /datasets."""
 
-    source: Literal["upload"] = "upload"
+    source: Literal["upload"]
     dataset_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
 
 
-DatasetRef = Annotated[DemoDatasetRef | UploadDatasetRef, Field(discriminator="source")]
+def _source(value: Any) -> Any:
+    """The dataset's kind: `source`, which a demo dataset may leave out (its default)."""
+    if isinstance(value, Mapping):
+        return value.get("source", "demo")
+    return getattr(value, "source", None)
+
+
+DatasetRef = Annotated[
+    Annotated[DemoDatasetRef, Tag("demo")] | Annotated[UploadDatasetRef, Tag("upload")],
+    Discriminator(_source),
+]
 
 
 class Filter(StrictModel):
@@ -93,7 +112,7 @@ class HeavyReportRequest(StrictModel):
     date_column: str | None = Field(default=None, max_length=200)
     filters: list[Filter] = Field(default_factory=list, max_length=MAX_FILTERS)
     period: Period = "month"
-    detail_rows: int = Field(default=DEFAULT_DETAIL_ROWS, ge=0, le=MAX_DETAIL_ROWS)
+    detail_rows: JsonInt = Field(default=DEFAULT_DETAIL_ROWS, ge=0, le=MAX_DETAIL_ROWS)
     notify: Literal["email"] | None = None
 
     @field_validator("filters", mode="before")

@@ -10,21 +10,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
+from app.api import responses
 from app.api.deps import CurrentUser, SessionDep
 from app.api.paging import Limit, Offset
+from app.api.params import ResourceId
 from app.core.config import get_settings
+from app.core.errors import NotFoundError
 from app.reports.dataset_store import ACCEPTED_DESCRIPTION, datasets, save_upload
 from app.reports.schemas import DatasetList, DatasetRead
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=responses.AUTHENTICATED)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses={**responses.submits(), **responses.created("/datasets/{dataset_id}")},
+)
 def upload_dataset(
     session: SessionDep,
     user: CurrentUser,
     response: Response,
-    file: Annotated[UploadFile, File(description=ACCEPTED_DESCRIPTION)],
+    file: Annotated[
+        UploadFile, File(description=ACCEPTED_DESCRIPTION, json_schema_extra=responses.NOT_EMPTY)
+    ],
     name: Annotated[str | None, Form(max_length=255, description="Display name.")] = None,
 ) -> DatasetRead:
     """Store a dataset. Its format comes from its content; it is read whole, so the schema
@@ -59,14 +69,18 @@ def list_datasets(
     )
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead)
-def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> DatasetRead:
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=responses.errors(NotFoundError))
+def get_dataset(dataset_id: ResourceId, session: SessionDep, user: CurrentUser) -> DatasetRead:
     dataset = datasets.get_owned(session=session, owner=user, upload_id=dataset_id)
     return DatasetRead.model_validate(dataset)
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Response:
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses.errors(NotFoundError),
+)
+def delete_dataset(dataset_id: ResourceId, session: SessionDep, user: CurrentUser) -> Response:
     datasets.delete_owned(
         settings=get_settings(), session=session, owner=user, upload_id=dataset_id
     )

@@ -9,9 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
 
+from app.api import responses
 from app.api.deps import CurrentUser, SessionDep
 from app.api.paging import Limit, Offset
+from app.api.params import ResourceId
 from app.core.config import get_settings
+from app.core.errors import NotFoundError, UnsupportedMediaError
 from app.documents.models import Document
 from app.documents.schemas import (
     DocumentList,
@@ -26,15 +29,29 @@ from app.jobs.schemas import JobAccepted
 from app.jobs.submit import accept_job
 from app.users.models import User
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(prefix="/documents", tags=["documents"], responses=responses.AUTHENTICATED)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DocumentUploaded)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentUploaded,
+    responses={
+        **responses.submits(UnsupportedMediaError),
+        **responses.created("/documents/{document_id}"),
+    },
+)
 def upload_document(
     session: SessionDep,
     user: CurrentUser,
     response: Response,
-    file: Annotated[UploadFile, File(description=f"The document: {ACCEPTED_DESCRIPTION}.")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description=f"The document: {ACCEPTED_DESCRIPTION}.",
+            json_schema_extra=responses.NOT_EMPTY,
+        ),
+    ],
     ocr: Annotated[bool, Form(description="Start an OCR job.")] = False,
     thumbnails: Annotated[bool, Form(description="Start a thumbnails job.")] = False,
     ocr_query: Annotated[bool, Query(alias="ocr", include_in_schema=False)] = False,
@@ -76,14 +93,20 @@ def list_documents(
     )
 
 
-@router.get("/{document_id}", response_model=DocumentRead)
-def get_document(document_id: str, session: SessionDep, user: CurrentUser) -> DocumentRead:
+@router.get(
+    "/{document_id}", response_model=DocumentRead, responses=responses.errors(NotFoundError)
+)
+def get_document(document_id: ResourceId, session: SessionDep, user: CurrentUser) -> DocumentRead:
     document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     return DocumentRead.model_validate(document)
 
 
-@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_document(document_id: str, session: SessionDep, user: CurrentUser) -> Response:
+@router.delete(
+    "/{document_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses.errors(NotFoundError),
+)
+def delete_document(document_id: ResourceId, session: SessionDep, user: CurrentUser) -> Response:
     """The upload and its file. The results of jobs already run on it are kept."""
     documents.delete_owned(
         settings=get_settings(), session=session, owner=user, upload_id=document_id
@@ -91,9 +114,14 @@ def delete_document(document_id: str, session: SessionDep, user: CurrentUser) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{document_id}/ocr", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+@router.post(
+    "/{document_id}/ocr",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses.submits(NotFoundError),
+)
 def start_ocr(
-    document_id: str,
+    document_id: ResourceId,
     session: SessionDep,
     user: CurrentUser,
     body: Annotated[OcrRequest | None, Body()] = None,
@@ -106,10 +134,13 @@ def start_ocr(
 
 
 @router.post(
-    "/{document_id}/thumbnails", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted
+    "/{document_id}/thumbnails",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses.submits(NotFoundError),
 )
 def start_thumbnails(
-    document_id: str,
+    document_id: ResourceId,
     session: SessionDep,
     user: CurrentUser,
     body: Annotated[ThumbnailsRequest | None, Body()] = None,

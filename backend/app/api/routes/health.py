@@ -10,10 +10,11 @@ being lost, but it is not the configured service, so it is reported as not ready
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.db.session import get_engine
 from app.jobs.dispatch import Dispatcher, get_dispatcher
@@ -23,6 +24,28 @@ from app.storage import get_store
 router = APIRouter(prefix="/health", tags=["health"])
 
 DB_TIMEOUT_SECONDS = 2.0
+
+
+class CheckRead(BaseModel):
+    ok: bool
+    detail: str
+    seconds: float
+
+
+class Readiness(BaseModel):
+    """The body of /health/ready, 200 or 503 alike; `failing` and `detail` only on a 503."""
+
+    status: Literal["ok", "unavailable"]
+    backend: str
+    checks: dict[str, CheckRead]
+    failing: list[str] | None = None
+    detail: str | None = None
+
+
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Readiness},
+    503: {"model": Readiness, "description": "The database, backend or storage fails."},
+}
 
 
 @router.get("/live")
@@ -59,7 +82,7 @@ def _backend_check(request: Request, dispatcher: Dispatcher, name: str) -> Check
     return check_backend(backend=backend, timeout=timeout)
 
 
-@router.get("/ready")
+@router.get("/ready", response_class=JSONResponse, responses=_READY_RESPONSES)
 def ready(request: Request) -> JSONResponse:
     """200 when the database and the configured backend work; 503 naming what fails."""
     dispatcher = get_dispatcher()

@@ -8,9 +8,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 
+from app.api import responses
 from app.api.deps import CurrentUser, OptionalUser, SessionDep, require_user
 from app.api.paging import Limit, Offset
+from app.api.params import JobType, ResourceId
 from app.core.config import get_settings
+from app.core.errors import ConflictError, ForbiddenError, GoneError, NotFoundError
 from app.jobs import artifacts
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.hybrid import reconcile
@@ -21,10 +24,15 @@ from app.jobs.submit import accept_job
 from app.reports.dataset_params import prepare_heavy_params
 from app.reports.schemas import DummyReportRequest, HeavyReportRequest
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTHENTICATED)
 
 
-@router.post("/dummy", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+@router.post(
+    "/dummy",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses.submits(),
+)
 def create_dummy_report(
     session: SessionDep,
     user: CurrentUser,
@@ -38,7 +46,12 @@ def create_dummy_report(
     return JobAccepted.model_validate(accepted)
 
 
-@router.post("/heavy", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+@router.post(
+    "/heavy",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses.submits(NotFoundError),
+)
 def create_heavy_report(
     body: HeavyReportRequest, session: SessionDep, user: CurrentUser
 ) -> JobAccepted:
@@ -54,7 +67,7 @@ def list_jobs(
     session: SessionDep,
     user: CurrentUser,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    job_type: Annotated[str | None, Query(max_length=40)] = None,
+    job_type: JobType = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JobList:
@@ -74,16 +87,20 @@ def list_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobRead)
-def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobRead:
+@router.get("/jobs/{job_id}", response_model=JobRead, responses=responses.errors(NotFoundError))
+def get_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> JobRead:
     """The DB row, reconciled with the backend's own view while the job is live."""
     job = reads.get_owned_job(session=session, user=user, job_id=job_id)
     backend_state = reconcile(job=job, dispatcher=get_dispatcher())
     return JobRead.model_validate(job).model_copy(update={"backend_state": backend_state})
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobRead:
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobRead,
+    responses=responses.errors(NotFoundError, ConflictError),
+)
+def cancel_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> JobRead:
     job = reads.get_owned_job(session=session, user=user, job_id=job_id)
     job = reads.cancel_job(session=session, job=job)
     session.commit()
@@ -92,13 +109,23 @@ def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobRead:
     return JobRead.model_validate(job)
 
 
-@router.get("/jobs/{job_id}/download", response_class=FileResponse)
+@router.get(
+    "/jobs/{job_id}/download",
+    response_class=FileResponse,
+    responses={
+        **responses.errors(ForbiddenError, NotFoundError, ConflictError, GoneError),
+        **responses.file_download(),
+    },
+    openapi_extra=responses.OPTIONAL_BEARER,
+)
 def download(
-    job_id: str,
+    job_id: ResourceId,
     session: SessionDep,
     user: OptionalUser,
     expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
-    signature: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
+    signature: Annotated[
+        str | None, Query(pattern="^[0-9a-f]{64}$", description="HMAC-SHA256, in hex.")
+    ] = None,
 ) -> Response:
     """The job's file, with a bearer token, or with the signed link of the job's
     `download_url` (no token: a person can open it from an e-mail)."""
