@@ -1,10 +1,14 @@
 """Run and inspect the workers.
 
-    .venv/bin/python backend/celery_manager.py worker QUEUE[,QUEUE...] CONCURRENCY
+    .venv/bin/python backend/celery_manager.py worker QUEUE[,QUEUE...] CONCURRENCY  supervised
     .venv/bin/python backend/celery_manager.py beat                  periodic tasks
     .venv/bin/python backend/celery_manager.py flower PORT           web UI (basic auth required)
     .venv/bin/python backend/celery_manager.py status                workers, queues, jobs
     .venv/bin/python backend/celery_manager.py rq-worker [QUEUE ...] the RQ fallback worker
+
+`worker` runs the Celery worker as its child and starts it again when it exits on its own
+(1 s, doubling to 30 s between attempts, back to 1 s after a minute of running), so a queue is
+never left without a consumer; SIGTERM or SIGINT to it is a warm shutdown of both (exit 0).
 
 Every command reads the same environment as the API (CELERY_BROKER_URL, DATABASE_URL, ...),
 from any directory: a relative VAR_DIR and the SQLite default are anchored at the project root.
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app.core.config import Settings, get_settings
 from app.core.queues import QUEUES, REPORTS_QUEUE
 from app.core.startup import log_deployment, require_broker
+from app.core.supervisor import Supervisor
 
 CELERY_APP = "app.core.celery_app:celery_app"
 
@@ -62,6 +67,7 @@ def worker_argv(queues: list[str], concurrency: int, loglevel: str) -> list[str]
         "-c",
         str(concurrency),
         "-n",
+        # The supervisor's pid: a restarted worker keeps its name.
         f"{'+'.join(queues)}-%h-{os.getpid()}@%h",
         "--loglevel",
         loglevel,
@@ -74,9 +80,14 @@ def worker_argv(queues: list[str], concurrency: int, loglevel: str) -> list[str]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    require_broker(get_settings())  # the worker checks again (worker_init), for direct starts
-    get_settings().visibility_timeout  # noqa: B018 - fail fast on an unsafe configuration
-    return _exec(worker_argv(args.queues, args.concurrency, args.loglevel))
+    settings = get_settings()
+    require_broker(settings)  # the worker checks again (worker_init), for direct starts
+    settings.visibility_timeout  # noqa: B018 - fail fast on an unsafe configuration
+    from app.core.logging import configure_logging
+
+    configure_logging(settings)  # the supervisor's own lines: starts, exits, restarts
+    argv = worker_argv(args.queues, args.concurrency, args.loglevel)
+    return Supervisor(argv, name=f"celery worker {','.join(args.queues)}").run()
 
 
 def cmd_beat(args: argparse.Namespace) -> int:

@@ -76,7 +76,11 @@ class RedisServer:
 
 
 class WorkerProcess:
-    """A real worker started the way operators do: `python celery_manager.py ...`."""
+    """A real worker started the way operators do: `python celery_manager.py ...`.
+
+    `celery_manager.py worker` is a supervisor whose child is the Celery worker; `children()`
+    are still the worker's pool processes, as for the commands that exec (beat, flower).
+    """
 
     def __init__(
         self, args: list[str], env: dict[str, str], log_path: Path, ready_marker: str = "ready."
@@ -101,14 +105,35 @@ class WorkerProcess:
 
         wait_ready(self.proc, ready, self.log_path, "worker", timeout)
 
-    def children(self) -> list[int]:
+    @property
+    def supervised(self) -> bool:
+        return self.args[:1] == ["worker"]
+
+    def main_pid(self, timeout: float = 10) -> int:
+        """The Celery process: the supervisor's child (waiting for a restart), or `proc`."""
         assert self.proc is not None
+        if not self.supervised:
+            return self.proc.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = child_pids(self.proc.pid)
+            if len(pids) == 1 or time.monotonic() > deadline:
+                assert len(pids) == 1, f"supervisor {self.proc.pid} has children {pids}"
+                return pids[0]
+            time.sleep(0.05)
+
+    def children(self) -> list[int]:
+        """The pool processes of the Celery worker."""
+        assert self.proc is not None
+        if self.supervised:
+            main = child_pids(self.proc.pid)
+            return [pid for parent in main for pid in child_pids(parent)]
         return child_pids(self.proc.pid)
 
     def kill_all(self) -> None:
         """SIGKILL the worker and its pool children at once (a machine crash, an OOM kill)."""
         assert self.proc is not None
-        children = self.children()
+        children = {*child_pids(self.proc.pid), *self.children()}
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         for pid in children:

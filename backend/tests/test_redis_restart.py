@@ -38,9 +38,10 @@ def _post(stack: Stack, headers: dict[str, str], **body: object) -> str:
 
 
 def _worker_pids(worker: WorkerProcess) -> list[int]:
-    """The Celery worker (a restarted one would hide the crash) and its pool."""
+    """The supervisor, the Celery worker (its supervisor would restart a crashed one, hiding
+    the crash) and the worker's pool."""
     assert worker.proc is not None
-    return [worker.proc.pid, *worker.children()]
+    return [worker.proc.pid, worker.main_pid(), *worker.children()]
 
 
 def test_worker_with_a_job_in_flight_survives_a_redis_restart(stack: Stack) -> None:
