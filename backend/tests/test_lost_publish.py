@@ -44,6 +44,7 @@ def brokers(
         JOB_BACKEND="auto",
         CELERY_BROKER_URL=redis_server.url(0),
         RQ_REDIS_URL=redis_server.url(1),
+        QUOTA_ACTIVE_JOBS=0,  # one user's jobs, all on the broker at once (fairness aside)
     )
     set_settings(settings)
     dispatcher = Dispatcher(settings)

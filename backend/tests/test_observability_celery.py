@@ -28,7 +28,8 @@ KEYS = {"job_type": "dummy", "queue": "reports"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("observability")) as stack:
+    # Every job on the broker at submit (one user's 15 jobs: no QUOTA_ACTIVE_JOBS hold).
+    with running_stack(tmp_path_factory.mktemp("observability"), QUOTA_ACTIVE_JOBS=0) as stack:
         yield stack
 
 

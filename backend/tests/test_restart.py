@@ -45,7 +45,8 @@ def test_sigkill_with_jobs_queued_and_running_loses_nothing(db_kind: str, tmp_pa
                     break
                 time.sleep(0.1)
             assert statuses.count("started") == 2, statuses
-            assert statuses.count("queued") == 4, statuses
+            # Beyond QUOTA_ACTIVE_JOBS (4) the rest wait in the outbox: both must survive.
+            assert statuses.count("queued") + statuses.count("pending") == 4, statuses
 
         workers = server.children()
         assert len(workers) >= 2, workers

@@ -12,7 +12,7 @@ from app.core.config import get_settings, set_settings
 from app.core.security import hash_token
 from app.db.base import utcnow
 from app.db.session import session_scope
-from app.jobs import followups
+from app.jobs import fairness, followups
 from app.jobs.dispatch import Dispatcher, set_dispatcher
 from app.jobs.models import ReportJob
 from app.jobs.relay import relay_once
@@ -228,6 +228,7 @@ def test_a_notice_survives_a_worker_dying_right_after_the_completion(
     try:
         # The worker is killed after its commit, before it publishes the notice.
         monkeypatch.setattr(followups, "publish", lambda job_id, notice_id: None)
+        monkeypatch.setattr(fairness, "release_for_owner", lambda owner_id, settings: [])
         job_id, owner_id = _job_asking_for_a_notice("owner@example.com")
         assert run_job(job_id).status == "completed"
         (notice,) = _notices(owner_id)

@@ -6,10 +6,13 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.db.session import session_scope
+from app.quotas.stored_bytes import check_stored_bytes, known_under
 from app.users.models import User
 from app.users.store import TokenExpired, user_for_token
 
@@ -70,9 +73,23 @@ def require_user(user: User | None) -> User:
     return user
 
 
-def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """Async because it does no I/O: a sync dependency would cost a hop to a thread."""
     return require_user(user)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+async def storing_user(session: SessionDep, user: CurrentUser) -> User:
+    """The caller, if they are under `QUOTA_STORED_BYTES`: for routes that store a file
+    (uploads, and jobs whose result is one). Over it, 429. On the event loop while a
+    remembered total answers; to a thread only for the sum."""
+    settings = get_settings()
+    if not known_under(user.id, settings):
+        await run_in_threadpool(check_stored_bytes, session, user.id, settings)
+    return user
+
+
+StoringUser = Annotated[User, Depends(storing_user)]

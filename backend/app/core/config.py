@@ -168,6 +168,17 @@ class Settings(BaseSettings):
     """Rows an Excel workbook's Data sheets may hold: three full sheets of 1,048,575."""
     THUMBNAIL_SIZES: list[int] = Field(default_factory=lambda: [128, 256, 512])
 
+    # Per-user quotas and fair shares (app/jobs/admission.py, app/jobs/fairness.py,
+    # app/quotas/); 0 turns one off. Over a limit a request gets 429 with Retry-After.
+    QUOTA_ACTIVE_JOBS: int = 4
+    """A user's jobs handed to workers at once (queued on a backend, running, retrying).
+    More are accepted and wait `pending` for a slot: never refused, released fairly."""
+    QUOTA_QUEUED_JOBS: int = 1000
+    """A user's unfinished jobs (waiting or active); one more is refused."""
+    QUOTA_SUBMISSIONS_PER_MINUTE: int = 600
+    QUOTA_STORED_BYTES: int = 20 * 1024**3
+    """Bytes of a user's results and uploads kept in the object store."""
+
     LOG_LEVEL: str = "INFO"
 
     @model_validator(mode="after")

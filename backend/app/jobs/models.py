@@ -18,6 +18,8 @@ class ReportJob(Base):
     __tablename__ = "report_jobs"
     __table_args__ = (
         Index("ix_report_jobs_owner_created", "owner_id", "created_at"),
+        # Per-user quotas and fair shares count a user's jobs by status (app/jobs/admission.py).
+        Index("ix_report_jobs_owner_status", "owner_id", "status"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
     )

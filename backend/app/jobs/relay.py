@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from app.core.config import Settings
 from app.db.session import session_scope
+from app.jobs import fairness
 from app.jobs.dispatch import Dispatcher
 from app.jobs.models import ReportJob
 from app.jobs.registry import kind_of
@@ -37,7 +38,8 @@ class RelayReport:
 def relay_once(
     settings: Settings, dispatcher: Dispatcher, *, stale_after: float | None = None
 ) -> RelayReport:
-    """One pass: reap dead workers' jobs, publish the outbox, re-send lost retries."""
+    """One pass: reap dead workers' jobs, publish the outbox (in turns over users, within
+    each user's free slots: `fairness`), re-send lost retries."""
     report = RelayReport()
     stale = stale_after if stale_after is not None else settings.JOB_HEARTBEAT_TIMEOUT_SECONDS
     with session_scope() as session:
@@ -47,16 +49,13 @@ def relay_once(
         _guarded(_republish, dispatcher, job_id)
 
     grace = settings.OUTBOX_GRACE_SECONDS
+    report.published = fairness.release(settings, dispatcher, older_than=grace)
     with session_scope() as session:
-        pending = sweeps.pending_for_relay(session=session, older_than=grace)
         overdue = [
             job_id
             for job_id in sweeps.overdue_retries(session=session, overdue_after=grace * 4)
             if (job := session.get(ReportJob, job_id)) is not None and job.backend != "local"
         ]
-    for job_id in pending:
-        if _guarded(dispatcher.submit, job_id) == S.QUEUED:
-            report.published.append(job_id)
     for job_id in overdue:
         if _guarded(dispatcher.submit, job_id) == S.QUEUED:
             report.retried.append(job_id)

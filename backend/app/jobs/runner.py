@@ -19,14 +19,14 @@ from app.core.config import Settings, get_settings
 from app.core.logging import job_log_context
 from app.db.clock import db_now
 from app.db.session import session_scope
-from app.jobs import artifacts, faults, followups
+from app.jobs import artifacts, fairness, faults, followups
 from app.jobs.attempt import SUPERSEDED, Attempt
 from app.jobs.attempt import RunOutcome as RunOutcome
 from app.jobs.context import JobContext, JobOutput
 from app.jobs.errors import JobCancelled, JobTimedOut
 from app.jobs.heartbeat import Liveness
 from app.jobs.registry import kind_of
-from app.jobs.states import JobStatus
+from app.jobs.states import FINAL_STATUSES, JobStatus
 from app.jobs.store import worker
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,15 @@ def run_job(job_id: str, *, settings: Settings | None = None) -> RunOutcome:
     metrics.job_started(claim.job_type, claim.queue, _queue_wait(claim))
     with job_log_context(claim.job_id, claim.job_type, claim.attempts):
         try:
-            return _observed(_run_claimed(Attempt(claim, settings)))
+            outcome = _observed(_run_claimed(Attempt(claim, settings)))
         except BaseException:
             # E.g. the database stayed down past the retries of the final write: the reaper
             # re-runs the job; the gauge must not count it as running forever.
             metrics.job_abandoned(claim.job_type, claim.queue)
             raise
+    if outcome.status in FINAL_STATUSES:
+        fairness.release_for_owner(claim.owner_id, settings)  # a slot of the owner's is free
+    return outcome
 
 
 def _run_claimed(attempt: Attempt) -> RunOutcome:

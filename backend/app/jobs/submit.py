@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.config import get_settings
+from app.jobs.admission import admit
 from app.jobs.dispatch import get_dispatcher
+from app.jobs.fairness import held_message
 from app.jobs.registry import kind_of
 from app.jobs.states import JobStatus
 from app.jobs.store import rows
@@ -27,17 +29,24 @@ class Accepted:
 
 
 def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str, Any]) -> Accepted:
-    """Create the job and try to queue it. If no backend takes it, it stays `pending` and the
-    relay publishes it later: either way the caller gets its id at once (HTTP 202)."""
+    """Create the job and try to queue it. If no backend takes it, or its owner already has
+    `QUOTA_ACTIVE_JOBS` jobs with the workers, it stays `pending` and is published later (the
+    relay, or the worker that ends one of the owner's jobs): either way the caller gets its
+    id at once (HTTP 202). Over a quota, `admission.QuotaExceeded` (HTTP 429)."""
+    settings = get_settings()
+    admission = admit(session, owner.id, settings)  # raises QuotaExceeded
     dispatcher = get_dispatcher()
     kind = kind_of(job_type)
-    target = dispatcher.first_usable(kind)
+    target = None if admission.hold else dispatcher.first_usable(kind)
     row = rows.new_row(
         owner_id=owner.id,
         job_type=job_type,
         params=params,
-        max_attempts=get_settings().max_attempts,
+        max_attempts=settings.max_attempts,
         queued_on=target,
+        message=held_message(admission.active, settings.QUOTA_ACTIVE_JOBS)
+        if admission.hold
+        else "",
     )
     rows.insert_job(session=session, row=row)
     session.commit()  # the row exists before any worker can see a message for it

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.api import responses
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, SessionDep, StoringUser
 from app.api.paging import Limit, Offset
 from app.api.params import ResourceId
 from app.core.config import get_settings
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], responses=responses.AU
 )
 def upload_dataset(
     session: SessionDep,
-    user: CurrentUser,
+    user: StoringUser,
     response: Response,
     file: Annotated[
         UploadFile, File(description=ACCEPTED_DESCRIPTION, json_schema_extra=responses.NOT_EMPTY)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
 
 from app.api import responses
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, SessionDep, StoringUser
 from app.api.paging import Limit, Offset
 from app.api.params import ResourceId
 from app.core.config import get_settings
@@ -43,7 +43,7 @@ router = APIRouter(prefix="/documents", tags=["documents"], responses=responses.
 )
 def upload_document(
     session: SessionDep,
-    user: CurrentUser,
+    user: StoringUser,
     response: Response,
     file: Annotated[
         UploadFile,
@@ -123,7 +123,7 @@ def delete_document(document_id: ResourceId, session: SessionDep, user: CurrentU
 def start_ocr(
     document_id: ResourceId,
     session: SessionDep,
-    user: CurrentUser,
+    user: StoringUser,
     body: Annotated[OcrRequest | None, Body()] = None,
 ) -> JobAccepted:
     """Text of every page (job result) and a searchable PDF (job download)."""
@@ -142,7 +142,7 @@ def start_ocr(
 def start_thumbnails(
     document_id: ResourceId,
     session: SessionDep,
-    user: CurrentUser,
+    user: StoringUser,
     body: Annotated[ThumbnailsRequest | None, Body()] = None,
 ) -> JobAccepted:
     """A ZIP of every THUMBNAIL_SIZES size (job download), listed in the job result."""

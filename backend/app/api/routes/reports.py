@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api import responses
-from app.api.deps import CurrentUser, OptionalUser, SessionDep, require_user
+from app.api.deps import CurrentUser, OptionalUser, SessionDep, StoringUser, require_user
 from app.api.paging import Limit, Offset
 from app.api.params import JobType, ResourceId
 from app.core.config import get_settings
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTH
 )
 def create_dummy_report(
     session: SessionDep,
-    user: CurrentUser,
+    user: StoringUser,
     body: Annotated[DummyReportRequest | None, Body()] = None,
 ) -> JobAccepted:
     """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded."""
@@ -53,7 +53,7 @@ def create_dummy_report(
     responses=responses.submits(NotFoundError),
 )
 def create_heavy_report(
-    body: HeavyReportRequest, session: SessionDep, user: CurrentUser
+    body: HeavyReportRequest, session: SessionDep, user: StoringUser
 ) -> JobAccepted:
     """PDF, Excel or analysis report from a dataset. Runs on Celery only: while the broker is
     down the job waits `pending` and the outbox relay publishes it when it is back."""

@@ -26,6 +26,7 @@ def new_row(
     params: dict[str, Any],
     max_attempts: int,
     queued_on: str | None = None,
+    message: str = "",
 ) -> dict[str, Any]:
     """The column values of a new job.
 
@@ -46,7 +47,7 @@ def new_row(
         "attempts": 0,
         "history": [],
         "progress_percent": 0.0,
-        "progress_message": "",
+        "progress_message": message,
         "created_at": now,
         "queued_at": None,
     }
@@ -105,4 +106,5 @@ def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
         target=S.QUEUED,
         backend=backend,
         queued_at=db_now(),  # the relay's lost-publish ages are by the database's clock
+        progress_message="",  # no longer waiting for a slot, a broker or a retry
     )

@@ -7,9 +7,10 @@ stamped by other processes on other hosts, whose clocks drift.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.clock import db_now
@@ -75,16 +76,56 @@ def requeue_stale(*, session: Session, stale_after: float) -> tuple[list[str], l
     return requeued, failed
 
 
-def pending_for_relay(*, session: Session, older_than: float, limit: int = 500) -> list[str]:
-    """Jobs no backend took in `older_than` seconds (the outbox), oldest first."""
-    return list(
-        session.scalars(
-            select(ReportJob.id)
-            .where(ReportJob.status == S.PENDING, ReportJob.created_at < db_now(-older_than))
-            .order_by(ReportJob.created_at)
-            .limit(limit)
-        ).all()
+def pending_by_turn(
+    *,
+    session: Session,
+    older_than: float,
+    per_owner: int | None,
+    owner_id: int | None = None,
+    job_types: Collection[str] | None = None,
+    limit: int = 500,
+) -> list[tuple[str, int]]:
+    """(id, owner) of jobs waiting in the outbox for over `older_than` seconds, in turns: every
+    owner's oldest first, then every owner's second, and so on (at most `per_owner` each).
+
+    In turns rather than oldest first, so that one owner's backlog cannot fill the batch and
+    hide another owner's job behind it."""
+    conditions = [ReportJob.status == S.PENDING]
+    if older_than > 0:
+        conditions.append(ReportJob.created_at < db_now(-older_than))
+    if owner_id is not None:
+        conditions.append(ReportJob.owner_id == owner_id)
+    if job_types is not None:
+        conditions.append(ReportJob.job_type.in_(list(job_types)))
+    turn = (
+        func.row_number()
+        .over(partition_by=ReportJob.owner_id, order_by=(ReportJob.created_at, ReportJob.id))
+        .label("turn")
     )
+    waiting = (
+        select(ReportJob.id, ReportJob.owner_id, ReportJob.created_at, turn)
+        .where(*conditions)
+        .subquery()
+    )
+    query = select(waiting.c.id, waiting.c.owner_id)
+    if per_owner is not None:
+        query = query.where(waiting.c.turn <= per_owner)
+    query = query.order_by(waiting.c.turn, waiting.c.created_at).limit(limit)
+    return [(job_id, owner) for job_id, owner in session.execute(query).tuples()]
+
+
+def active_counts(
+    *, session: Session, owner_ids: Collection[int], statuses: Collection[str]
+) -> dict[int, int]:
+    """How many jobs in `statuses` each of `owner_ids` has."""
+    if not owner_ids:
+        return {}
+    rows = session.execute(
+        select(ReportJob.owner_id, func.count())
+        .where(ReportJob.owner_id.in_(list(owner_ids)), ReportJob.status.in_(list(statuses)))
+        .group_by(ReportJob.owner_id)
+    ).tuples()
+    return dict(rows.all())
 
 
 def queued_on_brokers(
@@ -126,6 +167,10 @@ def overdue_retries(*, session: Session, overdue_after: float, limit: int = 500)
 def runnable_local(*, session: Session, limit: int) -> list[str]:
     """Jobs the embedded executor should run now: queued on it, or retrying and due.
 
+    In the order they were handed to it (`queued_at`), like a broker's queue: a job held back
+    for its owner's turn (`app.jobs.fairness`) and released later goes behind the jobs other
+    users queued meanwhile, though it was created before them.
+
     On PostgreSQL `FOR UPDATE SKIP LOCKED`: API hosts sharing the database that poll at the
     same moment take different rows instead of all racing for the oldest (the claim's
     compare-and-set still decides who runs a job). The caller commits at once, releasing
@@ -140,7 +185,7 @@ def runnable_local(*, session: Session, limit: int) -> list[str]:
                 (ReportJob.status == S.RETRYING) & (ReportJob.next_attempt_at <= db_now()),
             ),
         )
-        .order_by(ReportJob.created_at)
+        .order_by(ReportJob.queued_at, ReportJob.created_at)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
