@@ -17,6 +17,7 @@ from app.core.logging import configure_logging
 from app.core.startup import log_deployment
 from app.jobs.dispatch import Dispatcher, set_dispatcher
 from app.jobs.local_executor import LocalExecutor
+from app.jobs.registry import initialise_metrics
 from app.jobs.relay import RelayThread
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
         dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)
         set_dispatcher(dispatcher)
+        initialise_metrics(dispatcher.backends)  # after the multiprocess set-up above
         if executor:
             executor.start()
         relay = RelayThread(settings, dispatcher, executor.supervise if executor else None)

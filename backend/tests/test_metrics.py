@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core import metrics, metrics_multiprocess
@@ -30,6 +31,15 @@ def sample(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return 0.0
+
+
+def series(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample with exactly these labels, None when absent (unlike `sample`)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
 
 
 def scrape() -> str:
@@ -330,3 +340,109 @@ def test_metrics_token_is_required_when_set(service: Service) -> None:
         assert "report_jobs_total" in response.text
     finally:
         set_settings(service.settings)
+
+
+# -- every series from the start, in a real server (multiprocess mode) ------------------------
+
+
+def job_samples(text: str) -> dict[tuple[str, str, str], float]:
+    """Every sample labelled with a job type: (sample name, job type, other labels) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if "job_type" in s.labels:
+                rest = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "job_type")
+                found[(s.name, s.labels["job_type"], rest)] = float(s.value)
+    return found
+
+
+def test_a_fresh_server_shows_every_kind_at_zero_then_counts_each_job_once(
+    tmp_path: Path,
+) -> None:
+    from app.jobs.registry import KINDS
+    from tests.conftest import fresh_database
+    from tests.server import ServerProcess, reportctl
+
+    database = fresh_database("sqlite", tmp_path, migrate=False)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != metrics_multiprocess.ENV_VAR},
+        "ENVIRONMENT": "test",
+        "VAR_DIR": str(tmp_path),
+        "DATABASE_URL": database.url,
+        "JOB_BACKEND": "local",
+        "CELERY_BROKER_URL": "",
+        "RQ_REDIS_URL": "",
+        "LOCAL_WORKERS": "2",
+    }
+    reportctl("db", "upgrade", env=env)
+    token = reportctl("token", "create", "metrics-test", env=env).strip()
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    try:
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as client:
+            fresh = client.get("/metrics").text
+            zeros = job_samples(fresh)
+            # The series a dashboard or an absent() alert names, for every kind, at 0.
+            for kind in KINDS.values():
+                keys = {"job_type": kind.job_type, "queue": kind.queue}
+                for name, labels in [
+                    ("report_jobs_retries_total", {}),
+                    ("report_jobs_active", {}),
+                    ("report_jobs_duration_seconds_count", {}),
+                    ("report_jobs_wait_seconds_count", {}),
+                    ("report_jobs_submitted_total", {"status": "queued", "backend": "local"}),
+                    ("report_jobs_submitted_total", {"status": "pending", "backend": "none"}),
+                    *[("report_jobs_total", {"status": s}) for s in metrics.FINAL_STATUSES],
+                ]:
+                    assert series(fresh, name, **keys, **labels) == 0, (name, keys, labels)
+            # And every job-labelled series there is has every kind (one metric added later
+            # is covered too), each at 0 before any job ran.
+            names = {name for name, _, _ in zeros}
+            for name in names:
+                assert {t for n, t, _ in zeros if n == name} == set(KINDS), name
+            assert set(zeros.values()) == {0.0}
+
+            bodies: list[dict[str, int]] = [{}, {}, {"fail_times": 1}]
+            ids = [client.post("/reports/dummy", json=body).json()["job_id"] for body in bodies]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                statuses = [client.get(f"/reports/jobs/{i}").json()["status"] for i in ids]
+                if statuses == ["completed"] * 3:
+                    break
+                time.sleep(0.1)
+            assert statuses == ["completed"] * 3
+
+            keys = {"job_type": "dummy", "queue": "reports"}
+            want = {
+                ("report_jobs_total", "completed"): 3.0,  # one final count per job
+                ("report_jobs_total", "failed"): 0.0,
+                ("report_jobs_total", "cancelled"): 0.0,
+                ("report_jobs_retries_total", ""): 1.0,
+                ("report_jobs_active", ""): 0.0,
+                ("report_jobs_duration_seconds_count", ""): 3.0,
+                ("report_jobs_wait_seconds_count", ""): 3.0,
+            }
+
+            def counts(text: str) -> dict[tuple[str, str], float | None]:
+                return {
+                    (name, status): series(
+                        text, name, **keys, **({"status": status} if status else {})
+                    )
+                    for name, status in want
+                }
+
+            deadline = time.monotonic() + 30
+            text = client.get("/metrics").text
+            while counts(text) != want and time.monotonic() < deadline:
+                time.sleep(0.1)  # outcomes are recorded just after the row changes
+                text = client.get("/metrics").text
+            assert counts(text) == want
+            after = job_samples(text)
+            assert set(after) == set(zeros)  # no series appeared or went
+            assert {k: v for k, v in after.items() if k[1] != "dummy" and v} == {}
+    finally:
+        server.stop()
+        if database.drop:
+            database.drop()

@@ -21,7 +21,7 @@ import pytest
 
 from tests.server import free_port
 from tests.stack import Stack, running_stack
-from tests.test_metrics import sample
+from tests.test_metrics import sample, series
 
 KEYS = {"job_type": "dummy", "queue": "reports"}
 
@@ -88,6 +88,19 @@ def _post(stack: Stack, headers: dict[str, str], **body: object) -> str:
     assert response.status_code == 202, response.text
     assert response.json()["backend"] == "celery", response.json()
     return str(response.json()["job_id"])
+
+
+def test_the_worker_endpoint_shows_every_kind_before_any_job(worker_metrics: str) -> None:
+    """Zeros from the start (worker_ready), so rate() and absent() work on an idle worker."""
+    from app.jobs.registry import KINDS
+
+    text = _get(worker_metrics)
+    for kind in KINDS.values():
+        keys = {"job_type": kind.job_type, "queue": kind.queue}
+        assert series(text, "report_jobs_retries_total", **keys) == 0, keys
+        assert series(text, "report_jobs_total", status="failed", **keys) == 0, keys
+        assert series(text, "report_jobs_duration_seconds_count", **keys) == 0, keys
+    assert "report_jobs_submitted_total{" not in text  # workers submit nothing
 
 
 def test_prefork_children_metrics_on_the_worker_endpoint(stack: Stack, worker_metrics: str) -> None:

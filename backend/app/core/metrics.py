@@ -5,13 +5,14 @@ objects: those are rebuilt when the process becomes an instance (its samples the
 in the multiprocess directory, see `app.core.metrics_multiprocess`), and a recording error
 must never fail a job or a request. `registry()` / `render_latest()` give what to expose:
 this process's metrics, or in multiprocess mode the merged files of the whole instance.
+`initialise(...)` creates every job series at zero when a process starts.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ParamSpec
 
@@ -169,6 +170,38 @@ def registry() -> CollectorRegistry:
 def render_latest() -> tuple[bytes, str]:
     """The text exposition and its content type, for `/metrics` and the worker endpoint."""
     return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def initialise(kinds: Iterable[tuple[str, str]], backends: Iterable[str] = ()) -> None:
+    """Create every job metric's series at zero, for each (job type, queue) in `kinds` (and
+    each final status; for the submit count, each of `backends`, or none when empty).
+
+    A labelled series exists only once used: without this, `report_jobs_retries_total` is
+    missing from a healthy service until its first retry, and rate()/absent() over it break.
+    The caller passes the registry's kinds (core knows no job kinds). Call it once the process
+    is an instance (after `setup_multiprocess`, which rebuilds the metric objects); in
+    multiprocess mode the zeros are this process's file, which the merge adds to the others.
+    Gauges read at scrape time (queue lengths, health, host) are left alone: a made-up 0
+    there would say "empty" or "down".
+    """
+    try:
+        pairs: list[tuple[str, ...]] = list(kinds)
+        submits = [("queued", b) for b in backends]
+        submits += [("pending", "none")] if submits else []
+        values: dict[tuple[str, ...], list[tuple[str, ...]]] = {
+            ("job_type", "queue"): pairs,
+            ("job_type", "status", "queue"): [
+                (t, s, q) for t, q in pairs for s in sorted(FINAL_STATUSES)
+            ],
+            ("job_type", "queue", "status", "backend"): [
+                (t, q, s, b) for t, q in pairs for s, b in submits
+            ],
+        }
+        for metric in vars(_m).values():
+            for labels in values.get(tuple(getattr(metric, "_labelnames", ())), []):
+                metric.labels(*labels)
+    except Exception:  # never fail a start-up over metrics
+        log.warning("metrics: initialise failed", exc_info=True)
 
 
 # -- recording ---------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ ReportLab or Tesseract bindings just to accept a request.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.queues import (
     DOCUMENTS_QUEUE,
@@ -128,3 +129,9 @@ def kind_of(job_type: str) -> JobKind:
         return KINDS[job_type]
     except KeyError:
         raise KeyError(f"unknown job type {job_type!r}") from None
+
+
+def initialise_metrics(backends: Iterable[str] = ()) -> None:
+    """Every kind's metric series at zero, so a healthy service exposes them before their
+    first event; `backends`: those this process submits to (the API's), none for a worker."""
+    metrics.initialise([(kind.job_type, kind.queue) for kind in KINDS.values()], backends)

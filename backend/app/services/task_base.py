@@ -13,14 +13,21 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from typing import Any, cast
 
-from celery import Task
+from celery import Task, signals
 from sqlalchemy.exc import DBAPIError
 
 from app.core.celery_app import TASK_ROUTES, celery_app
-from app.jobs.registry import KINDS
+from app.jobs.registry import KINDS, initialise_metrics
 from app.jobs.runner import run_job
 
 DB_RETRY_MAX_SECONDS = 60
+
+
+@signals.worker_ready.connect
+def _initialise_metrics(**_: Any) -> None:
+    """The worker's endpoint shows every kind's series from the start (the main process is an
+    instance by now: `metrics_celery` set it up at worker_init, before the pool forked)."""
+    initialise_metrics()
 
 
 def execute(task: Task, job_id: str) -> dict[str, Any]:
