@@ -77,17 +77,25 @@ def _age(settings: Settings, *job_ids: str) -> None:
             job.queued_at = utcnow() - timedelta(seconds=settings.publish_grace + 5)
 
 
+# kombu's Redis transport keeps a list per priority step: new work goes to step 3, a job
+# sent again (handed back) to the queue's own list, which workers pop first.
+KEYS = (QUEUE, *(f"{QUEUE}\x06\x16{step}" for step in (3, 6, 9)))
+
+
 def _waiting(settings: Settings) -> list[str]:
-    """Task ids of the messages waiting in the Celery queue, in order."""
+    """Task ids of the messages waiting in the Celery queue, every priority list."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(QUEUE, 0, -1)]
+    return [
+        json.loads(raw)["headers"]["id"] for key in KEYS for raw in client.lrange(key, 0, -1)
+    ]
 
 
 def _lose(settings: Settings, job_id: str) -> None:
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    for raw in client.lrange(QUEUE, 0, -1):
-        if json.loads(raw)["headers"]["id"] == job_id:
-            client.lrem(QUEUE, 1, raw)
+    for key in KEYS:
+        for raw in client.lrange(key, 0, -1):
+            if json.loads(raw)["headers"]["id"] == job_id:
+                client.lrem(key, 1, raw)
 
 
 def test_a_lost_celery_message_is_resent_and_a_delivered_one_is_not(

@@ -22,6 +22,7 @@ from app.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     TooManyRequestsError,
+    UnavailableError,
     UnsupportedMediaError,
 )
 
@@ -77,6 +78,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     UnsupportedMediaError: 415,
     InvalidInputError: 422,
     TooManyRequestsError: 429,
+    UnavailableError: 503,
 }
 """The one mapping from a kind of domain error to its HTTP status."""
 

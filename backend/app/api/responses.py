@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.errors import ErrorBody, ValidationErrorBody, status_of
-from app.core.errors import DomainError, TooManyRequestsError
+from app.core.errors import DomainError, TooManyRequestsError, UnavailableError
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -29,6 +29,8 @@ DESCRIPTIONS: dict[int, str] = {
     "cannot be used (an unknown column, a template that does not compile...).",
     429: "Over a quota (jobs, submissions per minute, stored bytes, recipients per day); "
     "`Retry-After` says when to try again, when it is known.",
+    503: "The service is not configured to run this kind of job (the message names the "
+    "setting), or cannot right now.",
 }
 
 _HEADERS: dict[int, dict[str, Any]] = {
@@ -79,7 +81,7 @@ def reads_body(*more: int | type[DomainError]) -> Responses:
 
 def submits(*more: int | type[DomainError]) -> Responses:
     """A route that creates a job or stores a file: it reads a body, under quotas."""
-    return reads_body(TooManyRequestsError, *more)
+    return reads_body(TooManyRequestsError, UnavailableError, *more)
 
 
 def created(location: str) -> Responses:

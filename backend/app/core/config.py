@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     JOB_HEARTBEAT_SECONDS: float = 5.0
     JOB_HEARTBEAT_TIMEOUT_SECONDS: float = 60.0
     RELAY_INTERVAL_SECONDS: float = 5.0
+    # How often the API asks the brokers which queues have a worker (a job queued where none
+    # has says so in its status; /health/ready lists those queues).
+    CONSUMER_CHECK_SECONDS: float = 30.0
     OUTBOX_GRACE_SECONDS: float = 2.0
 
     # Housekeeping
@@ -280,6 +283,7 @@ _TEST_PROFILE: dict[str, object] = {
     "JOB_HEARTBEAT_SECONDS": 0.5,
     "JOB_HEARTBEAT_TIMEOUT_SECONDS": 5.0,
     "RELAY_INTERVAL_SECONDS": 0.5,
+    "CONSUMER_CHECK_SECONDS": 2.0,
     "OUTBOX_GRACE_SECONDS": 0.5,
     "LOCAL_POLL_SECONDS": 0.2,
     "CIRCUIT_BREAKER_COOLDOWN_SECONDS": 1.0,

@@ -44,6 +44,10 @@ class GoneError(DomainError):
     """It existed, but its data was removed (a job's file after cleanup)."""
 
 
+class UnavailableError(DomainError):
+    """The service cannot do this as configured or right now (no backend for a kind...)."""
+
+
 class TooManyRequestsError(DomainError):
     """Over a rate or quota; the message names the limit, `retry_after` says when (seconds)."""
 

@@ -1,8 +1,7 @@
 """Choosing a backend for a job and handing it over without ever blocking the API.
 
-Order for `JOB_BACKEND=auto`: Celery, then RQ, then the local executor. Heavy kinds go to
-Celery only (they wait in the outbox while it is down), except in embedded mode where the
-local executor runs everything. A job no backend took stays `pending`; the relay retries it.
+Which backends may take a kind is `app.jobs.routing`'s rule; here, trying them in order
+without ever blocking. A job no backend took stays `pending`, saying why; the relay retries.
 """
 
 from __future__ import annotations
@@ -15,8 +14,10 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
+from app.core.queues import QUEUES
 from app.db.clock import db_now
 from app.db.session import session_scope
+from app.jobs import routing
 from app.jobs.backends.base import Backend, BackendUnavailable, Breaker
 from app.jobs.backends.local import LocalBackend
 from app.jobs.models import ReportJob
@@ -34,6 +35,8 @@ class Dispatcher:
         self.settings = settings
         self.backends: dict[str, Backend] = {"local": LocalBackend(wake_local)}
         self.breakers: dict[str, Breaker] = {}
+        self.unconsumed: dict[str, list[str]] = {}
+        """Per broker backend, the queues no worker consumed at the last look."""
         by_server: dict[str, Breaker] = {}
         if settings.CELERY_BROKER_URL and settings.JOB_BACKEND in ("auto", "celery"):
             from app.jobs.backends.celery_backend import CeleryBackend
@@ -55,16 +58,13 @@ class Dispatcher:
         self.breakers[backend.name] = breaker
 
     def candidates(self, kind: JobKind) -> list[str]:
-        """Backends to try for `kind`, best first."""
-        choice = self.settings.JOB_BACKEND
-        if choice != "auto":
-            return [choice] if choice in self.backends else []
-        if self.settings.embedded:
-            return ["local"]
-        order = [name for name in ("celery", "rq") if name in self.backends]
-        if kind.heavy:
-            return [name for name in order if name == "celery"]
-        return [*order, "local"]
+        """Backends to try for `kind`, best first (the rule: `app.jobs.routing`)."""
+        return routing.backends_for(kind, self.settings, self.backends)
+
+    def waiting_reason(self, kind: JobKind) -> str:
+        """Why a job of `kind` that no backend took waits: the status message it gets."""
+        errors = {name: breaker.last_error for name, breaker in self.breakers.items()}
+        return routing.waiting_reason(self.candidates(kind), errors)
 
     def first_usable(self, kind: JobKind) -> str | None:
         """The backend a new job of `kind` should be born queued on (never blocks)."""
@@ -85,6 +85,7 @@ class Dispatcher:
                     target=S.PENDING,
                     backend=None,
                     queued_at=None,
+                    progress_message=self.waiting_reason(kind),
                 )
             return self.submit(job_id)
         breaker = self.breakers.get(name)
@@ -96,7 +97,9 @@ class Dispatcher:
         breaker = self.breakers.get(name)
         return breaker is None or breaker.usable()
 
-    def submit(self, job_id: str, *, prefer: str | None = None) -> tuple[str, str | None]:
+    def submit(
+        self, job_id: str, *, prefer: str | None = None, front: bool = False
+    ) -> tuple[str, str | None]:
         """Hand a `pending` (or `retrying`) job to the first backend that takes it.
 
         Returns (status, backend). Never raises for an unavailable backend: the job stays
@@ -114,12 +117,19 @@ class Dispatcher:
         for name in names:
             if not self.usable(name):
                 continue
-            if self._hand_over(job_id, kind, name, status, current):
+            if self._hand_over(job_id, kind, name, status, current, front=front):
                 return S.QUEUED, name
         return status, current
 
     def _hand_over(
-        self, job_id: str, kind: JobKind, name: str, status: str, current: str | None
+        self,
+        job_id: str,
+        kind: JobKind,
+        name: str,
+        status: str,
+        current: str | None,
+        *,
+        front: bool = False,
     ) -> bool:
         backend = self.backends[name]
         if name == "local":
@@ -129,7 +139,7 @@ class Dispatcher:
                 backend.publish(job_id, kind)
             return moved
         try:
-            backend.publish(job_id, kind)
+            backend.publish(job_id, kind, front=front)
         except BackendUnavailable as exc:
             log.warning("backend %s refused job %s: %s", name, job_id, exc)
             self.breakers[name].failure(str(exc))
@@ -197,6 +207,44 @@ class Dispatcher:
         except Exception as exc:
             log.debug("could not read %s's messages: %s", name, exc)
             return None
+
+    def refresh_consumers(self) -> dict[str, list[str]]:
+        """Ask each broker backend which queues have a worker (off the request path, every
+        CONSUMER_CHECK_SECONDS); remember the queues that have none, per backend."""
+        unconsumed: dict[str, list[str]] = {}
+        for name, backend in self.backends.items():
+            if name == "local" or not self.usable(name):
+                continue
+            try:
+                counts = backend.consumers()
+            except Exception as exc:
+                log.debug("could not read %s's consumers: %s", name, exc)
+                counts = None
+            if counts is not None:
+                unconsumed[name] = [queue for queue in QUEUES if not counts.get(queue)]
+        self.unconsumed = unconsumed
+        return unconsumed
+
+    def unconsumed_note(self, backend: str | None, queue: str) -> str | None:
+        """Why a job queued on `backend` does not start: no worker consumes its queue."""
+        if backend is None or queue not in self.unconsumed.get(backend, ()):
+            return None
+        return (
+            f"no worker consumes queue {queue} on {backend}: start one "
+            f"(celery_manager.py {'worker' if backend == 'celery' else 'rq-worker'} {queue})"
+        )
+
+    def waiting_summary(self) -> list[str]:
+        """What makes jobs wait now, for `/health/ready`: brokers down, queues unconsumed."""
+        notes = [
+            f"{routing.NAMES.get(name, name)} unreachable ({breaker.last_error or 'no answer'}): "
+            "its jobs wait in the outbox"
+            for name, breaker in self.breakers.items()
+            if breaker.is_open
+        ]
+        for backend, queues in self.unconsumed.items():
+            notes += [f"no worker consumes queue {queue} on {backend}" for queue in queues]
+        return notes
 
     def probe(self) -> dict[str, bool]:
         """Ping every backend (off the request path) and update the breakers."""

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.db.session import session_scope
 from app.jobs.admission import ACTIVE
 from app.jobs.dispatch import Dispatcher, get_dispatcher
-from app.jobs.registry import KINDS
+from app.jobs.models import ReportJob
+from app.jobs.registry import KINDS, kind_of
 from app.jobs.states import JobStatus
 from app.jobs.store import sweeps
 
@@ -101,7 +103,27 @@ def release(
         if status == JobStatus.QUEUED:
             taken[owner] = taken.get(owner, 0) + 1
             released.append(job_id)
+        elif status == JobStatus.PENDING:
+            _say_why(dispatcher, job_id)
     return released
+
+
+def _say_why(dispatcher: Dispatcher, job_id: str) -> None:
+    """Its turn came but no backend took it: its message now says what it waits for."""
+    with session_scope() as session:
+        job_type = session.scalar(select(ReportJob.job_type).where(ReportJob.id == job_id))
+        if job_type is None:
+            return
+        reason = dispatcher.waiting_reason(kind_of(job_type))
+        session.execute(
+            update(ReportJob)
+            .where(
+                ReportJob.id == job_id,
+                ReportJob.status == JobStatus.PENDING,
+                ReportJob.progress_message != reason,
+            )
+            .values(progress_message=reason)
+        )
 
 
 def release_for_owner(owner_id: int, settings: Settings) -> list[str]:

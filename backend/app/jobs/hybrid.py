@@ -19,3 +19,10 @@ def reconcile(*, job: ReportJob, dispatcher: Dispatcher) -> str | None:
     if job.status not in (S.QUEUED, S.STARTED, S.RETRYING) or job.backend in (None, "local"):
         return None
     return dispatcher.live_state(job.backend, job.id)
+
+
+def waiting_note(*, job: ReportJob, dispatcher: Dispatcher) -> str | None:
+    """Why a queued job with no message of its own does not start, if the service knows."""
+    if job.status != S.QUEUED or job.progress_message:
+        return None
+    return dispatcher.unconsumed_note(job.backend, job.queue)

@@ -39,7 +39,7 @@ class JobKind:
     task_name: str
     handler_path: str
     heavy: bool = False
-    """Heavy kinds run on Celery only (they wait in the outbox while it is down)."""
+    """Heavy kinds run on Celery only when a broker is configured (`app.jobs.routing`)."""
     follow_up_paths: tuple[str, ...] = ()
     """Jobs a completion may ask for (`app.jobs.context.FollowUp`, see `app.jobs.followups`)."""
     cleanup_paths: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -108,7 +109,8 @@ def _republish(dispatcher: Dispatcher, job_id: str) -> None:
     if backend == "local" or backend is None:
         dispatcher.backends["local"].publish(job_id, kind)
         return
-    status, _ = dispatcher.submit(job_id, prefer=backend)
+    # At the front of its queue: it was taken (or queued) before the work queued since.
+    status, _ = dispatcher.submit(job_id, prefer=backend, front=True)
     if status != S.QUEUED:
         # Nobody could take it: back to the outbox, where the next pass picks a backend.
         with session_scope() as session:
@@ -143,11 +145,15 @@ class RelayThread:
                 self.settings.JOB_HEARTBEAT_TIMEOUT_SECONDS,
                 self.settings.JOB_HEARTBEAT_SECONDS * 4,
             )
+        next_consumer_check = 0.0
         while not self._stop.is_set():
             try:
                 if self.supervise is not None:
                     self.supervise()
                 self.dispatcher.probe()
+                if time.monotonic() >= next_consumer_check:
+                    next_consumer_check = time.monotonic() + self.settings.CONSUMER_CHECK_SECONDS
+                    self.dispatcher.refresh_consumers()
                 relay_once(self.settings, self.dispatcher, stale_after=stale)
             except Exception:
                 log.warning("relay pass failed", exc_info=True)

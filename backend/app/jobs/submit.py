@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.core import metrics
-from app.core.config import get_settings
-from app.jobs.admission import admit
-from app.jobs.dispatch import get_dispatcher
+from app.core.config import Settings, get_settings
+from app.jobs import routing
+from app.jobs.admission import Admission, admit
+from app.jobs.dispatch import Dispatcher, get_dispatcher
 from app.jobs.fairness import held_message
-from app.jobs.registry import kind_of
+from app.jobs.registry import JobKind, kind_of
 from app.jobs.states import JobStatus
 from app.jobs.store import rows
 from app.users.models import User
@@ -37,6 +38,8 @@ def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str
     admission = admit(session, owner.id, settings)  # raises QuotaExceeded
     dispatcher = get_dispatcher()
     kind = kind_of(job_type)
+    if not dispatcher.candidates(kind):
+        raise routing.NoBackendForKind(routing.no_backend_message(kind, settings))
     target = None if admission.hold else dispatcher.first_usable(kind)
     row = rows.new_row(
         owner_id=owner.id,
@@ -44,9 +47,7 @@ def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str
         params=params,
         max_attempts=settings.max_attempts,
         queued_on=target,
-        message=held_message(admission.active, settings.QUOTA_ACTIVE_JOBS)
-        if admission.hold
-        else "",
+        message=_waiting_message(dispatcher, kind, admission, target, settings),
     )
     rows.insert_job(session=session, row=row)
     session.commit()  # the row exists before any worker can see a message for it
@@ -57,3 +58,18 @@ def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str
         status, backend = dispatcher.publish_new(job_id, kind, target)
     metrics.job_submitted(job_type, kind.queue, status, backend)
     return Accepted(job_id=job_id, status=status, backend=backend, queue=kind.queue)
+
+
+def _waiting_message(
+    dispatcher: Dispatcher,
+    kind: JobKind,
+    admission: Admission,
+    target: str | None,
+    settings: Settings,
+) -> str:
+    """The status message of a job born `pending`: why it waits."""
+    if admission.hold:
+        return held_message(admission.active, settings.QUOTA_ACTIVE_JOBS)
+    if target is None:
+        return dispatcher.waiting_reason(kind)
+    return ""

@@ -40,6 +40,9 @@ class Readiness(BaseModel):
     checks: dict[str, CheckRead]
     failing: list[str] | None = None
     detail: str | None = None
+    waiting: list[str] = []
+    """Why jobs may wait although the service is up: a broker down (jobs wait in the outbox),
+    a queue no worker consumes. Informative: they do not make the service unready."""
 
 
 _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -104,6 +107,7 @@ def ready(request: Request) -> JSONResponse:
             for check in checks
         },
     }
+    body["waiting"] = dispatcher.waiting_summary()
     if failing:
         body["failing"] = failing
         body["detail"] = "; ".join(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -16,7 +16,7 @@ from app.core.config import get_settings
 from app.core.errors import ConflictError, ForbiddenError, GoneError, NotFoundError
 from app.jobs import artifacts
 from app.jobs.dispatch import get_dispatcher
-from app.jobs.hybrid import reconcile
+from app.jobs.hybrid import reconcile, waiting_note
 from app.jobs.schemas import JobAccepted, JobList, JobRead
 from app.jobs.states import JobStatus
 from app.jobs.store import reads
@@ -91,8 +91,11 @@ def list_jobs(
 def get_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> JobRead:
     """The DB row, reconciled with the backend's own view while the job is live."""
     job = reads.get_owned_job(session=session, user=user, job_id=job_id)
-    backend_state = reconcile(job=job, dispatcher=get_dispatcher())
-    return JobRead.model_validate(job).model_copy(update={"backend_state": backend_state})
+    dispatcher = get_dispatcher()
+    update: dict[str, Any] = {"backend_state": reconcile(job=job, dispatcher=dispatcher)}
+    if note := waiting_note(job=job, dispatcher=dispatcher):
+        update["progress_message"] = note
+    return JobRead.model_validate(job).model_copy(update=update)
 
 
 @router.post(

@@ -17,8 +17,11 @@ class BackendUnavailable(RuntimeError):
 class Backend(Protocol):
     name: str
 
-    def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
-        """Hand the job to the backend's workers; raise BackendUnavailable on failure."""
+    def publish(
+        self, job_id: str, kind: JobKind, *, countdown: float = 0.0, front: bool = False
+    ) -> None:
+        """Hand the job to the backend's workers; raise BackendUnavailable on failure.
+        `front`: ahead of the queue's newer work (a job handed back after a crash)."""
 
     def ping(self) -> bool:
         """A bounded probe of the backend's broker (called off the request path)."""
@@ -33,6 +36,9 @@ class Backend(Protocol):
         """Those of `job_ids` whose message the broker still holds (waiting, or delivered and
         not yet acknowledged); None if it cannot tell cheaply. The relay re-sends the others
         at once instead of waiting out the visibility timeout."""
+
+    def consumers(self) -> dict[str, int] | None:
+        """Workers consuming each queue now; None if the backend cannot tell (or is down)."""
 
 
 class Breaker:

@@ -16,6 +16,9 @@ from app.jobs.registry import JobKind
 
 log = logging.getLogger(__name__)
 
+CONSUMER_REPLY_SECONDS = 1.0
+FRONT_PRIORITY = 0
+NEW_PRIORITY = 3
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)  # kombu's Redis transport keeps one list per priority step
 _UNACKED = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
@@ -39,8 +42,14 @@ class CeleryBackend:
             else None
         )
 
-    def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
-        """Send the job's task; the task id is the job id, so Flower and AsyncResult match."""
+    def publish(
+        self, job_id: str, kind: JobKind, *, countdown: float = 0.0, front: bool = False
+    ) -> None:
+        """Send the job's task; the task id is the job id, so Flower and AsyncResult match.
+
+        New work goes out at priority NEW_PRIORITY, a hand-back (`front`) at FRONT_PRIORITY:
+        kombu's Redis transport keeps a list per priority step and workers pop the lower
+        number first, so a job handed back after a crash runs before newer work."""
         try:
             self.app.send_task(
                 kind.task_name,
@@ -48,6 +57,7 @@ class CeleryBackend:
                 task_id=job_id,
                 queue=kind.queue,
                 countdown=countdown or None,
+                priority=FRONT_PRIORITY if front else NEW_PRIORITY,
                 retry=False,  # a down broker must cost one bounded attempt, not a retry loop
             )
         except (OperationalError, OSError, TimeoutError) as exc:
@@ -79,6 +89,20 @@ class CeleryBackend:
         return {
             queue: int(sum(counts[i * width : (i + 1) * width])) for i, queue in enumerate(QUEUES)
         }
+
+    def consumers(self) -> dict[str, int] | None:
+        """Ask the workers which queues they consume (a broadcast; replies within
+        CONSUMER_REPLY_SECONDS). None when the broker does not answer; {} when no worker does."""
+        try:
+            replies = self.app.control.inspect(timeout=CONSUMER_REPLY_SECONDS).active_queues()
+        except Exception as exc:  # the broker is down: cannot tell
+            log.debug("could not ask Celery workers for their queues: %s", exc)
+            return None
+        counts: dict[str, int] = {}
+        for queues in (replies or {}).values():
+            for queue in queues or []:
+                counts[queue["name"]] = counts.get(queue["name"], 0) + 1
+        return counts
 
     def held(self, job_ids: Collection[str]) -> set[str] | None:
         """Read the waiting lists and the unacked hash (the task id is the job id)."""

@@ -15,7 +15,10 @@ class LocalBackend:
     def __init__(self, wake: Callable[[], None] | None = None) -> None:
         self.wake = wake
 
-    def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
+    def publish(
+        self, job_id: str, kind: JobKind, *, countdown: float = 0.0, front: bool = False
+    ) -> None:
+        # `front`: the poll takes jobs by `queued_at`, which a hand-back keeps.
         if self.wake is not None:
             self.wake()
 
@@ -30,3 +33,6 @@ class LocalBackend:
 
     def held(self, job_ids: Collection[str]) -> set[str] | None:
         return None  # the row is the message: nothing can be lost in between
+
+    def consumers(self) -> dict[str, int] | None:
+        return None  # the API's own executor: `/health/ready` counts its processes

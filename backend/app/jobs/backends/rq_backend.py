@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -43,7 +43,9 @@ class RqBackend:
     def _queue(self, name: str) -> Queue:
         return queue(name, self.redis)
 
-    def publish(self, job_id: str, kind: JobKind, *, countdown: float = 0.0) -> None:
+    def publish(
+        self, job_id: str, kind: JobKind, *, countdown: float = 0.0, front: bool = False
+    ) -> None:
         target = self._queue(kind.queue)
         options = {
             "job_id": job_id,
@@ -55,7 +57,7 @@ class RqBackend:
             if countdown:
                 target.enqueue_in(timedelta(seconds=countdown), RQ_ENTRY_POINT, job_id, **options)
             else:
-                target.enqueue(RQ_ENTRY_POINT, job_id, **options)
+                target.enqueue(RQ_ENTRY_POINT, job_id, at_front=front, **options)
         except (RedisError, OSError) as exc:
             raise BackendUnavailable(f"RQ Redis unreachable: {exc}") from exc
 
@@ -70,6 +72,18 @@ class RqBackend:
 
     def queue_lengths(self) -> dict[str, int]:
         return {name: self._queue(name).count for name in QUEUES}
+
+    def consumers(self) -> dict[str, int] | None:
+        """RQ workers register themselves in Redis with their queues: one read."""
+        try:
+            workers = Worker.all(connection=self.redis)
+        except (RedisError, OSError):
+            return None
+        counts: dict[str, int] = {}
+        for worker in workers:
+            for name in worker.queue_names():
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def held(self, job_ids: Collection[str]) -> set[str] | None:
         """The jobs RQ will still run: a hash per enqueued job (the job id is ours) whose

@@ -67,7 +67,9 @@ def requeue_stale(*, session: Session, stale_after: float) -> tuple[list[str], l
             source=[S.STARTED],
             target=S.QUEUED,
             where=guard,
-            queued_at=db_now(),
+            # A broker job's re-publish restarts the relay's lost-publish clock; an embedded
+            # job keeps its place, since the poll takes jobs by `queued_at`.
+            queued_at=job.queued_at if job.backend == "local" else db_now(),
             progress_message="worker lost; re-queued",
             history=history,
         ):
