@@ -19,10 +19,14 @@ package beside it (a checkout), else the installed one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # In a checkout, the `app` beside this script (also through a symlink to it); alone, the
 # installed package.
@@ -32,6 +36,9 @@ from app.core.config import Settings, get_settings
 from app.core.queues import QUEUES, REPORTS_QUEUE
 from app.core.startup import log_deployment, require_broker
 from app.core.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from app.monitoring.status import StatusSnapshot
 
 CELERY_APP = "app.core.celery_app:celery_app"
 
@@ -144,39 +151,91 @@ def cmd_flower(args: argparse.Namespace) -> int:
     return _exec(argv)
 
 
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+def _due(seconds: float | None) -> str:
+    if seconds is None:
+        return "no due time"
+    return f"due in {_age(seconds)}" if seconds >= 0 else f"overdue by {_age(-seconds)}"
+
+
+def _more(total: int, shown: int) -> list[str]:
+    return [f"  ... and {total - shown} more"] if total > shown else []
+
+
+def render_status(snap: StatusSnapshot) -> str:
+    """The snapshot as one screen of text (`app.monitoring.status` gathers it)."""
+    broker, db = snap.broker, snap.database
+    out = [f"status at {db.now:%Y-%m-%d %H:%M:%S} UTC (database clock)" if db.now else "status"]
+    if broker.state == "unreachable":
+        out.append(f"celery: broker unreachable ({broker.detail}); workers and messages unknown")
+    else:
+        out.append(f"celery: broker {broker.state}")
+    out.append(f"rq: {broker.rq_state}")
+    unknown = " known (Celery's unknown)" if broker.state == "unreachable" else ""
+    out.append(f"workers: {len(broker.workers)}{unknown}")
+    out += [f"  {w.name}  [{w.kind}]  queues: {', '.join(w.queues)}" for w in broker.workers]
+    out.append("queues:")
+    for q in snap.queues:
+        messages = "?" if q.messages is None else q.messages
+        flag = {True: "  NO CONSUMER", False: "", None: "  consumers unknown"}[q.no_consumer]
+        line = f"  {q.name:14} workers {len(q.workers)}  messages {messages}  waiting {q.waiting}"
+        out.append(line + flag)
+        if q.oldest:
+            o = q.oldest
+            reason = f": {o.reason}" if o.reason else ""
+            on = f" on {o.backend}" if o.backend else ""
+            out.append(
+                f"    oldest {o.job_id} {o.job_type}, {o.status}{on}, {_age(o.age_seconds)} old"
+                + reason
+            )
+    if db.error:
+        out.append(f"database unreachable: {db.error}")
+        return "\n".join(out)
+    out.append(f"stuck (started, no heartbeat for {snap.heartbeat_timeout:g} s): {db.stuck_total}")
+    for j in db.stuck:
+        out.append(
+            f"  {j.job_id} {j.job_type} on {j.queue}, worker {j.worker or '?'}, "
+            f"attempt {j.attempts}, last beat {_age(j.seconds_since_beat)} ago"
+        )
+    out += _more(db.stuck_total, len(db.stuck))
+    out.append(f"retrying: {db.retrying_total}")
+    for r in db.retrying:
+        out.append(
+            f"  {r.job_id} {r.job_type} attempt {r.attempts}/{r.max_attempts}, "
+            + _due(r.due_in_seconds)
+        )
+        out += [f"    {r.error}"] if r.error else []
+    out += _more(db.retrying_total, len(db.retrying))
+    failed = sum(f.count for f in db.failures)
+    window = "hour" if snap.failure_window == 3600 else _age(snap.failure_window)
+    out.append(f"failed in the last {window}: {failed}")
+    for f in db.failures:
+        out.append(f"  {f.job_type:12} {f.count:5}  latest {f.latest_job_id}: {f.latest_error}")
+    counts = ", ".join(f"{s}={n}" for s, n in sorted(db.by_status.items())) or "none"
+    out.append(f"jobs by status: {counts}")
+    return "\n".join(out)
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
+    from app.monitoring.status import snapshot
 
-    from app.db.session import session_scope
-    from app.jobs.dispatch import Dispatcher
-    from app.jobs.models import ReportJob
-
-    settings = get_settings()
-    dispatcher = Dispatcher(settings)
-    health = dispatcher.probe()
-    print("backends:")
-    for name, ok in health.items():
-        print(f"  {name:8} {'up' if ok else 'DOWN'}")
-    if "celery" in dispatcher.backends and health.get("celery"):
-        from app.core.celery_app import celery_app
-
-        replies = celery_app.control.inspect(timeout=args.timeout).active_queues() or {}
-        print(f"workers: {len(replies)}")
-        for worker, queues in sorted(replies.items()):
-            names = ",".join(sorted(q["name"] for q in queues))
-            print(f"  {worker}  queues={names}")
-    for name, backend in dispatcher.backends.items():
-        if health.get(name):
-            lengths = backend.queue_lengths()
-            if lengths:
-                print(
-                    f"queue lengths ({name}): " + ", ".join(f"{q}={n}" for q, n in lengths.items())
-                )
-    with session_scope() as session:
-        rows = session.execute(
-            select(ReportJob.status, func.count()).group_by(ReportJob.status)
-        ).all()
-    print("jobs by status: " + (", ".join(f"{s}={n}" for s, n in sorted(rows)) or "none"))
+    snap = snapshot(get_settings(), timeout=args.timeout)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(snap), default=_json_value, indent=2))
+    else:
+        print(render_status(snap))
     return 0
 
 
@@ -226,8 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("port", type=int, nargs="?", default=5555)
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(func=cmd_flower)
-    status = commands.add_parser("status", help="workers alive, queue lengths, jobs by status")
-    status.add_argument("--timeout", type=float, default=2.0)
+    status = commands.add_parser(
+        "status", help="workers per queue, waiting, stuck, retrying and failed jobs"
+    )
+    status.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for the broker and workers"
+    )
+    status.add_argument("--json", action="store_true", help="the snapshot as JSON")
     status.set_defaults(func=cmd_status)
     rq_worker = commands.add_parser("rq-worker", help="an RQ worker (fallback backend)")
     rq_worker.add_argument("queues", nargs="*", help=f"default: all of {', '.join(QUEUES)}")
