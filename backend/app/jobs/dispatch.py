@@ -148,7 +148,9 @@ class Dispatcher:
         # Published first, marked second: a crash in between leaves a `pending` row whose
         # message is already out; the worker's claim accepts it, and a duplicate is a no-op.
         with session_scope(durable=False) as session:
-            self._mark(session, job_id, name, status)
+            if not self._mark(session, job_id, name, status):
+                # A worker claimed it before the mark: still record which backend has it.
+                rows.record_backend(session=session, job_id=job_id, backend=name)
         return True
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert, insert, update
 from sqlalchemy.orm import Session
 
 from app.db.base import new_id, utcnow
@@ -91,7 +91,7 @@ def insert_job(*, session: Session, row: dict[str, Any]) -> None:
 
 @cache
 def _insert_statement(*, born_queued: bool) -> Insert:
-    stamps = {"created_at": db_now()}
+    stamps = {"created_at": db_now(), "updated_at": db_now()}
     if born_queued:
         stamps["queued_at"] = db_now()
     return insert(JOBS).values(**stamps)
@@ -107,4 +107,12 @@ def mark_queued(*, session: Session, job_id: str, backend: str) -> bool:
         backend=backend,
         queued_at=db_now(),  # the relay's lost-publish ages are by the database's clock
         progress_message="",  # no longer waiting for a slot, a broker or a retry
+    )
+
+
+def record_backend(*, session: Session, job_id: str, backend: str) -> None:
+    """Name the backend of a job a worker claimed before its publish was marked (the claim
+    moved it past `queued`); not a status change, so not a transition."""
+    session.execute(
+        update(JOBS).where(JOBS.c.id == job_id, JOBS.c.backend.is_(None)).values(backend=backend)
     )
