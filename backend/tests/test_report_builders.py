@@ -490,8 +490,12 @@ def test_analysis_numbers_match_an_independent_computation(tmp_path: Path) -> No
     assert [pt["period"] for pt in points] == [str(p) for p in monthly.index]
     assert [pt["sums"]["revenue"] for pt in points] == pytest.approx(list(monthly.values))
     growth = monthly.pct_change() * 100
-    for pt, g in zip(points[1:], growth.values[1:], strict=True):
-        assert pt["growth_pct"]["revenue"] == pytest.approx(g)
+    for before, pt, g in zip(points, points[1:], growth.values[1:], strict=False):
+        if pt["partial"] or before["partial"]:  # a partial period compares nothing
+            assert pt["growth_pct"]["revenue"] is None
+        else:
+            assert pt["growth_pct"]["revenue"] == pytest.approx(g)
+    assert not any(pt["partial"] for pt in points[1:-1])  # only the ends can be partial
     by_start = {pt["period"]: pt for pt in points}
     yoy = by_start["2025-03"]["yoy_pct"]["revenue"]
     assert yoy == pytest.approx(100 * (monthly["2025-03"] / monthly["2024-03"] - 1))

@@ -55,6 +55,8 @@ def prepare_heavy_params(
         # A storage key, not a path: the worker may be on another host (it stages the object).
         dataset_key=datasets.key_of(dataset),
         dataset_format="parquet",  # what is stored, whatever was uploaded
+        dataset_uploaded_as=dataset.format,  # what the user sent: named in the description
         dataset_name=dataset.name,
+        dataset_rows=int(dataset.row_count),
     )
     return params

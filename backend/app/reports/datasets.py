@@ -238,4 +238,6 @@ def describe_source(source: Mapping[str, Any]) -> str:
             f"{source.get('seed', 0)}): {label}"
         )
     name = source.get("display_name") or Path(str(source.get("path", "dataset"))).name
-    return f"Uploaded {str(source.get('format', '')).upper()} dataset '{name}'"
+    # The format the user uploaded (a CSV is stored as Parquet; older jobs do not say).
+    fmt = source.get("uploaded_as") or source.get("format", "")
+    return f"Uploaded {str(fmt).upper()} dataset '{name}'"

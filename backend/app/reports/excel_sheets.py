@@ -114,6 +114,7 @@ def _top_groups_bar(wb: xlsxwriter.Workbook, p: ReportParams, sheet: str, table:
     metric = measures[0] if measures else "rows"
     bar.set_title({"name": f"{metric.capitalize()} by {table.column}: top {n}"})
     bar.set_y_axis({"reverse": True})
+    bar.set_x_axis(value_axis(_charted(table, measures)))  # a bar's values run along x
     bar.set_legend({"none": True})
     return bar
 
@@ -140,13 +141,16 @@ def _trend(
     previous: float | None = None
     for point in summary.trend:
         row += 1
-        ws.write_string(row, 0, period_label(point.start, p.period))
+        partial = summary.is_partial(point)
+        label = period_label(point.start, p.period)
+        ws.write_string(row, 0, f"{label} (partial)" if partial else label)
         ws.write_datetime(row, 1, point.start, f.date)
         ws.write_number(row, 2, point.count, f.integer)
         for j, value in enumerate(point.sums):
             write_value(ws, row, 3 + j, value, f, f.number)
         if measures:
-            current = point.sums[0]
+            # Growth only between whole periods: a partial one is marked and compares nothing.
+            current = None if partial else point.sums[0]
             if previous and current is not None:
                 ws.write_number(
                     row, 3 + len(measures), (current - previous) / abs(previous), f.percent
@@ -256,7 +260,22 @@ def group_sheet(
                 "fill": {"color": "#2563eb"},
             }
         )
+        chart.set_y_axis(value_axis(_charted(table, measures)))
         chart.set_title({"name": f"{headers[value_col]} by {table.column}: top {n}"})
         chart.set_legend({"none": True})
         chart.set_size({"width": 620, "height": 300})
         ws.insert_chart(1, len(headers) + 1, chart)
+
+
+def _charted(table: GroupTable, measures: list[str]) -> list[float | None]:
+    """The values a group chart plots: the first measure's sums, or the row counts."""
+    return [row.sums[0] if measures else float(row.count) for row in table.rows]
+
+
+def value_axis(values: list[float | None]) -> dict[str, Any]:
+    """A value axis that starts at zero, so bar lengths compare (Excel and LibreOffice
+    otherwise start it near the smallest bar: 940,000 for values of about a million). With
+    a negative value the axis is left to cross zero by itself."""
+    if any(value is not None and value < 0 for value in values):
+        return {}
+    return {"min": 0}

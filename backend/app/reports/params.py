@@ -49,6 +49,7 @@ class ReportParams:
                 "format": params.get("dataset_format") or "csv",
                 "columns": columns,
                 "display_name": params.get("dataset_name") or dataset.get("dataset_id"),
+                "uploaded_as": params.get("dataset_uploaded_as"),
             }
         else:
             demo = DemoDatasetRef.model_validate(dataset)

@@ -1,12 +1,12 @@
 """The arithmetic of the analysis on numbers the queries returned: quartiles, deviation,
-outlier fences, growth rates. No SQL and no I/O, so each rule can be read (and checked
-against pandas) on its own.
+outlier fences, growth rates, partial periods. No SQL and no I/O, so each rule can be read
+(and checked against pandas) on its own.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from app.reports.value_format import finite
 
@@ -74,4 +74,43 @@ def same_period_last_year(start: date, period: str) -> date | None:
         return start.replace(year=start.year - 1)
     if period == "week":
         return start - timedelta(weeks=52)
+    return None
+
+
+def period_end(start: date, period: str) -> date:
+    """The first day after the period that begins on `start` (DuckDB's date_trunc periods)."""
+    if period == "day":
+        return start + timedelta(days=1)
+    if period == "week":
+        return start + timedelta(weeks=1)
+    months = {"month": 1, "quarter": 3, "year": 12}[period]
+    index = start.year * 12 + start.month - 1 + months
+    if index // 12 > date.max.year:
+        return date.max  # the period that holds the last representable day
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def is_partial(start: date, period: str, first_day: object, last_day: object) -> bool:
+    """Whether the data covers only part of the period beginning on `start`: it is the first
+    period and the data begins after its first day, or the last one and the data ends before
+    its last day. A change against a partial period misleads (+209 % from a quarter with
+    three days of data), so it is marked and left out of period-over-period changes."""
+    first, last = _day(first_day), _day(last_day)
+    if first is None or last is None:
+        return False
+    return start < first or period_end(start, period) - timedelta(days=1) > last
+
+
+def _day(value: object) -> date | None:
+    """A date from what the queries return for a date column (a date, a timestamp, or the
+    ISO text the column statistics keep)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
     return None

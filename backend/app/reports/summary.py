@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from app.reports.statistics import is_partial
+
 
 @dataclass
 class MeasureTotals:
@@ -61,6 +63,14 @@ class Summary:
     groups: dict[str, GroupTable] = field(default_factory=dict)
     trend: list[TrendRow] = field(default_factory=list)
     period: str = "month"
+
+    def is_partial(self, row: TrendRow) -> bool:
+        """The data covers only part of this period (the first or the last of the trend)."""
+        return is_partial(row.start, self.period, self.date_min, self.date_max)
+
+    def comparable(self, row: TrendRow | None) -> TrendRow | None:
+        """`row` if a period-over-period change may use it (a whole period), else None."""
+        return None if row is None or self.is_partial(row) else row
 
     def share(self, value: float | None, measure_index: int = 0) -> float | None:
         """Percent of the grand total of a measure (of the row count when no measures)."""

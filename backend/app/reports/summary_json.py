@@ -1,7 +1,7 @@
 """The shared summary's groupings and trend as the analysis JSON shows them.
 
 Growth rates are added here, not queried: they compare neighbouring periods of a trend that
-is already small.
+is already small. A partial first or last period (`partial: true`) is left out of them.
 """
 
 from __future__ import annotations
@@ -23,19 +23,22 @@ def trend_json(
     points = []
     previous: TrendRow | None = None
     for row in summary.trend:
+        # Period over period: only between whole periods (a partial one compares nothing).
+        base = summary.comparable(previous) if summary.comparable(row) else None
         last_year = same_period_last_year(row.start, summary.period)
         ly = by_start.get(last_year) if last_year else None
         points.append(
             {
                 "period": period_label(row.start, summary.period),
                 "start": row.start.isoformat(),
+                "partial": summary.is_partial(row),
                 "rows": row.count,
                 "sums": {m: jsonable(v) for m, v in zip(measures, row.sums, strict=True)},
                 "growth_pct": {
-                    m: growth_pct(row.sums[j], previous.sums[j] if previous else None)
+                    m: growth_pct(row.sums[j], base.sums[j] if base else None)
                     for j, m in enumerate(measures)
                 },
-                "rows_growth_pct": growth_pct(row.count, previous.count if previous else None),
+                "rows_growth_pct": growth_pct(row.count, base.count if base else None),
                 "yoy_pct": {
                     m: growth_pct(row.sums[j], ly.sums[j] if ly else None)
                     for j, m in enumerate(measures)
@@ -44,8 +47,9 @@ def trend_json(
         )
         previous = row
     overall = None
-    if len(summary.trend) >= 2 and measures:
-        first, last = summary.trend[0], summary.trend[-1]
+    whole = [row for row in summary.trend if not summary.is_partial(row)]
+    if len(whole) >= 2 and measures:
+        first, last = whole[0], whole[-1]
         overall = {m: growth_pct(last.sums[j], first.sums[j]) for j, m in enumerate(measures)}
     return {
         "column": date_column,
