@@ -12,9 +12,11 @@ stdout gets one line, the job id or the saved file's path; the progress bar goes
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = {"completed", "failed", "cancelled"}
-POLL_SECONDS = 0.5
+STREAM_READ_SECONDS = 60.0
+"""Silence that means a dead connection: the server sends a keep-alive every 15 s."""
+RECONNECT_SECONDS = 1.0
 BAR_WIDTH = 30
 
 
@@ -165,35 +169,84 @@ def _detail(response: httpx.Response) -> str:
 def _follow(
     http: httpx.Client, job_id: str, headers: dict[str, str], err: IO[str], *, timeout: float
 ) -> dict[str, Any]:
-    """Poll the job until it ends, drawing the bar (a line per step when not a terminal)."""
+    """Follow the job's event stream (`GET /reports/jobs/{id}/events`) until its final event,
+    drawing the bar (a line per step when not a terminal). A dropped connection resumes
+    from the last event received (`Last-Event-ID`), so no step is shown twice."""
     started = time.monotonic()
-    tty = err.isatty()
-    last_line = ""
+    bar = _Bar(err, started)
+    last_id: str | None = None
     while True:
-        job = _call(http, "GET", f"/reports/jobs/{job_id}", headers)
-        progress = job.get("progress") or {}
-        percent = float(progress.get("percent") or 0.0)
-        if job["status"] == "completed":
-            percent = 100.0
-        line = render_bar(
-            percent, job["status"], str(progress.get("message") or ""), time.monotonic() - started
-        )
-        if tty:
-            err.write("\r" + line.ljust(len(last_line)))
-        elif _step(line) != _step(last_line):
-            err.write(line + "\n")
-        err.flush()
-        last_line = line
-        if job["status"] in FINAL:
-            if tty:
-                err.write("\n")
-            return job
         if time.monotonic() - started > timeout:
             raise SubmitError(
-                f"job {job_id} still {job['status']} after {timeout:.0f}s; "
+                f"job {job_id} not finished after {timeout:.0f}s; "
                 f"follow it at /reports/jobs/{job_id}"
             )
-        time.sleep(POLL_SECONDS)
+        stream_headers = {**headers, "Accept": "text/event-stream"}
+        if last_id is not None:
+            stream_headers["Last-Event-ID"] = last_id
+        try:
+            with http.stream(
+                "GET",
+                f"/reports/jobs/{job_id}/events",
+                headers=stream_headers,
+                timeout=httpx.Timeout(30.0, read=STREAM_READ_SECONDS),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise SubmitError(
+                        f"GET /reports/jobs/{job_id}/events -> HTTP {response.status_code}: "
+                        f"{_detail(response)}"
+                    )
+                for event_id, job in _events(response.iter_lines()):
+                    last_id = event_id or last_id
+                    bar.draw(job)
+                    if job["status"] in FINAL:
+                        bar.end()
+                        return job
+        except httpx.HTTPError:
+            pass  # the connection dropped: resume after the last event
+        time.sleep(RECONNECT_SECONDS)
+
+
+def _events(lines: Iterator[str]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(id, job) of each event of a text/event-stream; comments (keep-alives) skipped."""
+    event_id: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event_id, json.loads("\n".join(data))
+            event_id, data = None, []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+
+
+class _Bar:
+    """The progress bar on stderr: redrawn in place on a terminal, else a line per step."""
+
+    def __init__(self, err: IO[str], started: float) -> None:
+        self.err = err
+        self.started = started
+        self.tty = err.isatty()
+        self.last_line = ""
+
+    def draw(self, job: dict[str, Any]) -> None:
+        progress = job.get("progress") or {}
+        percent = 100.0 if job["status"] == "completed" else float(progress.get("percent") or 0)
+        message = str(progress.get("message") or "")
+        line = render_bar(percent, job["status"], message, time.monotonic() - self.started)
+        if self.tty:
+            self.err.write("\r" + line.ljust(len(self.last_line)))
+        elif _step(line) != _step(self.last_line):
+            self.err.write(line + "\n")
+        self.err.flush()
+        self.last_line = line
+
+    def end(self) -> None:
+        if self.tty:
+            self.err.write("\n")
 
 
 def render_bar(percent: float, status: str, message: str, elapsed: float) -> str:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import BodySizeLimit, install_error_handlers
-from app.api.routes import datasets, documents, health, notifications, reports
+from app.api.routes import datasets, docs, documents, events, health, notifications, reports
 from app.api.routes import metrics as metrics_route
 from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings, set_settings
@@ -63,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Heavy reports, documents and e-mail as asynchronous jobs.",
         lifespan=lifespan,
+        # Served from the package's own assets (`api/routes/docs.py`), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(
@@ -80,4 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(documents.router)
     app.include_router(notifications.router)
+    app.include_router(events.router)
+    app.include_router(docs.router)
+    app.mount(docs.STATIC_URL, docs.static_files(), name="static")
     return app

@@ -11,10 +11,13 @@ ones refused, auth not ignored, unsupported methods answered 405. Bounded: a fix
 timeout on each test. On SQLite and on PostgreSQL (whose text refuses NUL bytes), like the
 `service` fixture: PostgreSQL skips where it is not reachable, except in CI.
 
-No operation is excluded: every submit's side effect is bounded here (small row limits for
-reports, no SMTP server, so a mail job fails at once; the fuzzing user's unfinished jobs are
-cancelled at the end). GET /metrics is not in the document (Prometheus text for scrapers,
-not the API). Only one check is tuned,
+Only the two event streams are excluded (`EVENT_STREAMS`): a stream stays open until its job
+ends (`/reports/events` never ends by itself), so a fuzzed call has no response to validate
+in bounded time; `tests/test_job_events.py` covers them over real HTTP, and their refusals
+(401, 404, 422) are the same JSON as the job routes'. Every other submit's side effect is
+bounded here (small row limits for reports, no SMTP server, so a mail job fails at once;
+the fuzzing user's unfinished jobs are cancelled at the end). GET /metrics is not in the
+document (Prometheus text for scrapers, not the API). Only one check is tuned,
 for the operations whose acceptance depends on content no JSON Schema can state:
 `positive_data_acceptance` also expects
 - 415 and 422 from POST /documents and 422 from POST /datasets: the file's bytes (a real
@@ -54,6 +57,10 @@ CONTENT_DECIDES = [
 """POST operations whose schema-valid requests may still be refused (module docstring)."""
 
 ASGIApp = Callable[..., Any]
+
+
+EVENT_STREAMS = r"^/reports/(jobs/\{job_id\}/)?events$"
+"""Server-Sent Events streams: open until the job ends, or the client leaves (see above)."""
 
 
 class WithoutLifespan:
@@ -137,7 +144,8 @@ def _cancel_unfinished(service: Service, auth: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def api_schema(contract_service: Service, fuzz_token: str) -> OpenApiSchema:
     app = WithoutLifespan(contract_service.client.app)
-    return schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(fuzz_token))
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(fuzz_token))
+    return loaded.exclude(path_regex=EVENT_STREAMS)  # type: ignore[return-value]
 
 
 @pytest.fixture

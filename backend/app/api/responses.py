@@ -119,3 +119,20 @@ def file_download() -> Responses:
         400: {"description": "A malformed `Range` header.", "content": text},
         416: {"description": "A `Range` past the end of the file.", "content": text},
     }
+
+
+def event_stream() -> Responses:
+    """A Server-Sent Events stream (`app/api/routes/events.py`): `event:` is `status` or
+    `progress`, `data:` the job JSON (`JobRead`), `id:` what `Last-Event-ID` resumes from."""
+    return {200: {"description": "An event stream: `event: status|progress`, `id:`, `data:`."}}
+
+
+def json_errors(*causes: int | type[DomainError]) -> Responses:
+    """`errors(...)` for a route whose success is not JSON (an event stream): FastAPI would
+    file a `model` under the route's own media type, but the refusals are JSON bodies."""
+    out = errors(*causes)
+    for entry in out.values():
+        model = entry.pop("model")
+        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+        entry["content"] = {"application/json": {"schema": ref}}
+    return out

@@ -22,6 +22,10 @@ class ReportJob(Base):
         Index("ix_report_jobs_owner_status", "owner_id", "status"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
+        # The event watcher's one query per tick: rows changed in the last seconds.
+        Index("ix_report_jobs_updated", "updated_at"),
+        # An admin's listing of everyone's jobs, newest first.
+        Index("ix_report_jobs_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -54,6 +58,11 @@ class ReportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """The database's clock at the last status change or progress step (not a bare heartbeat):
+    what the event watcher (`app.jobs.watch`) polls."""
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    """Goes up by one with each status change and progress step: an event stream's id."""
 
     @property
     def is_final(self) -> bool:

@@ -11,9 +11,16 @@ from fastapi.responses import FileResponse, StreamingResponse
 from app.api import responses
 from app.api.deps import CurrentUser, OptionalUser, SessionDep, StoringUser, require_user
 from app.api.paging import Limit, Offset
-from app.api.params import JobType, ResourceId
+from app.api.params import CreatedAfter, CreatedBefore, JobType, ResourceId
 from app.core.config import get_settings
-from app.core.errors import ConflictError, ForbiddenError, GoneError, NotFoundError
+from app.core.errors import (
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    NotFoundError,
+    TooManyRequestsError,
+    UnavailableError,
+)
 from app.jobs import artifacts
 from app.jobs.dispatch import get_dispatcher
 from app.jobs.hybrid import reconcile, waiting_note
@@ -68,19 +75,27 @@ def list_jobs(
     user: CurrentUser,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     job_type: JobType = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JobList:
+    """The caller's jobs, newest first; an admin sees everyone's, each with its `owner`."""
     page = reads.list_jobs(
         session=session,
         user=user,
         status=status_filter.value if status_filter else None,
         job_type=job_type,
+        created_after=created_after,
+        created_before=created_before,
         limit=limit,
         offset=offset,
     )
     return JobList(
-        items=[JobRead.model_validate(job) for job in page.items],
+        items=[
+            JobRead.model_validate(job).model_copy(update={"owner": page.owners.get(job.owner_id)})
+            for job in page.items
+        ],
         total=page.total,
         limit=limit,
         offset=offset,
@@ -92,7 +107,10 @@ def get_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> JobRe
     """The DB row, reconciled with the backend's own view while the job is live."""
     job = reads.get_owned_job(session=session, user=user, job_id=job_id)
     dispatcher = get_dispatcher()
-    update: dict[str, Any] = {"backend_state": reconcile(job=job, dispatcher=dispatcher)}
+    update: dict[str, Any] = {
+        "backend_state": reconcile(job=job, dispatcher=dispatcher),
+        "owner": reads.owner_name(session=session, user=user, job=job),
+    }
     if note := waiting_note(job=job, dispatcher=dispatcher):
         update["progress_message"] = note
     return JobRead.model_validate(job).model_copy(update=update)
@@ -110,6 +128,22 @@ def cancel_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> Jo
     # No revoke is sent: a queued message for a cancelled job is dropped by the worker's claim,
     # and a running one stops at its next progress call.
     return JobRead.model_validate(job)
+
+
+@router.post(
+    "/jobs/{job_id}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses.errors(NotFoundError, TooManyRequestsError, UnavailableError),
+)
+def rerun_job(job_id: ResourceId, session: SessionDep, user: StoringUser) -> JobAccepted:
+    """A new job with the same type and parameters as one of the caller's own jobs, under
+    the same quotas as a submit. Someone else's job is a 404, for admins too."""
+    job = reads.get_own_job(session=session, user=user, job_id=job_id)
+    accepted = accept_job(
+        session=session, owner=user, job_type=job.job_type, params=dict(job.params)
+    )
+    return JobAccepted.model_validate(accepted)
 
 
 @router.get(

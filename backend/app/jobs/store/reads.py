@@ -5,7 +5,8 @@ Ownership is checked here, once: another user's job is reported exactly like a m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -59,10 +60,32 @@ def get_linked_job(
     return job
 
 
+def get_own_job(*, session: Session, user: User, job_id: str) -> ReportJob:
+    """The job if `user` owns it, admins included: what a rerun may copy."""
+    job = session.get(ReportJob, job_id)
+    if job is None or job.owner_id != user.id:
+        raise JobNotFound(job_id)
+    return job
+
+
+def owner_name(*, session: Session, user: User, job: ReportJob) -> str | None:
+    """The name of the job's owner (the caller's own, or a lookup for an admin)."""
+    if job.owner_id == user.id:
+        return user.name
+    owner = session.get(User, job.owner_id)
+    return owner.name if owner is not None else None
+
+
 @dataclass(frozen=True)
 class JobPage:
     items: list[ReportJob]
     total: int
+    owners: dict[int, str] = field(default_factory=dict)
+    """The user name of each owner on the page."""
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def list_jobs(
@@ -71,11 +94,18 @@ def list_jobs(
     user: User,
     status: str | None = None,
     job_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> JobPage:
-    """The caller's jobs, newest first."""
-    conditions = [ReportJob.owner_id == user.id]
+    """The caller's jobs, newest first; an admin's list holds everyone's. A date without a
+    zone is UTC; `created_after` is inclusive, `created_before` exclusive."""
+    conditions = [] if user.is_admin else [ReportJob.owner_id == user.id]
+    if created_after is not None:
+        conditions.append(ReportJob.created_at >= _utc(created_after))
+    if created_before is not None:
+        conditions.append(ReportJob.created_at < _utc(created_before))
     if status:
         conditions.append(ReportJob.status == status)
     if job_type:
@@ -88,7 +118,13 @@ def list_jobs(
         .limit(limit)
         .offset(offset)
     ).all()
-    return JobPage(items=list(rows), total=total)
+    ids = {job.owner_id for job in rows}
+    owners = (
+        dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).tuples().all())
+        if ids
+        else {}
+    )
+    return JobPage(items=list(rows), total=total, owners=owners)
 
 
 def cancel_job(*, session: Session, job: ReportJob) -> ReportJob:

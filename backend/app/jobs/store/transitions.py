@@ -3,6 +3,9 @@
 `WHERE status IN (...)` makes two processes that race on one job unable to both win: a
 cancelled job is never completed, a finished job never re-run. Each move is checked against
 the state machine (`app.jobs.states`) before its statement is built.
+
+Every move but a bare heartbeat also stamps `updated_at` (the database's clock) and adds one
+to `version`: what the event watcher (`app.jobs.watch`) polls and a stream's event id.
 """
 
 from __future__ import annotations
@@ -83,8 +86,18 @@ def _update(
     return (
         update(JOBS)
         .where(JOBS.c.id == job_id, _status_in(sources), *where)
-        .values(status=str(target), **values)
+        .values(status=str(target), **values, **_stamp(sources, target, values))
     )
+
+
+HEARTBEAT_ONLY = frozenset({"heartbeat_at"})
+
+
+def _stamp(sources: Iterable[str], target: str, values: Iterable[str]) -> dict[str, Any]:
+    """`updated_at` and `version + 1`, unless the move changes nothing a watcher shows."""
+    if set(values) <= HEARTBEAT_ONLY and {str(s) for s in sources} == {str(target)}:
+        return {}
+    return {"updated_at": db_now(), "version": JOBS.c.version + 1}
 
 
 def _appended(key: str, item: Any) -> Any:
@@ -155,5 +168,9 @@ def _prepared(
             _status_in(sources),
             JOBS.c.attempts == bindparam("p_attempt"),
         )
-        .values(status=target, **{key: _value(key, clock) for key, clock in shape})
+        .values(
+            status=target,
+            **{key: _value(key, clock) for key, clock in shape},
+            **_stamp(sources, target, (key for key, _ in shape)),
+        )
     )
