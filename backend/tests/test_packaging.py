@@ -114,3 +114,34 @@ def test_celery_manager_runs_with_the_installed_package(venv: Path, tmp_path: Pa
     script = tmp_path / "celery_manager.py"
     shutil.copy(BACKEND_DIR / "celery_manager.py", script)
     assert "worker" in _run([str(venv / "python"), str(script), "--help"], tmp_path, env)
+
+
+def test_pdf_fonts_ship_with_the_package(venv: Path, tmp_path: Path) -> None:
+    """The fonts and their licences are package data, and the runtime dependencies shape
+    right-to-left text: a PDF in four scripts builds from the installed package alone."""
+    script = (
+        "import sys\n"
+        "from reportlab.pdfgen import canvas\n"
+        "from app.reports import pdf_fonts\n"
+        "names = sorted(p.name for p in pdf_fonts.FONT_DIR.iterdir())\n"
+        "print(pdf_fonts.FONT_DIR)\n"
+        "print(' '.join(names))\n"
+        "c = canvas.Canvas(sys.argv[1], initialFontName=pdf_fonts.SANS)\n"
+        "c.setFont(pdf_fonts.SANS, 12)\n"
+        "c.drawString(50, 700, 'Łódź 東京 Москва القاهرة')\n"
+        "c.save()\n"
+    )
+    out = tmp_path / "fonts.pdf"
+    printed = _run([str(venv / "python"), "-c", script, str(out)], tmp_path, _clean_env())
+    font_dir, names = printed.splitlines()[:2]
+    assert "site-packages" in font_dir, font_dir
+    assert set(names.split()) >= {
+        "DejaVuSans.ttf",
+        "DejaVuSans-Bold.ttf",
+        "DroidSansFallback.ttf",
+        "LICENSE-DejaVu.txt",
+        "LICENSE-DroidSansFallback-Apache-2.0.txt",
+        "README.md",
+    }, names
+    data = out.read_bytes()
+    assert b"+DejaVuSans" in data and b"+DroidSansFallback" in data

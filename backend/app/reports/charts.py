@@ -3,6 +3,9 @@
 A `Drawing` is a platypus flowable, so the PDF embeds it as vector paths: no matplotlib, no
 PNG round trip (about ten times slower per chart), and crisp at any zoom. The same drawings
 render to inline SVG for the analysis HTML page.
+
+Labels are measured and drawn in `font` (bold: `bold_font`): Helvetica by default, which an
+SVG names for the browser to substitute; the PDF passes its embedded Unicode fonts.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from reportlab.graphics.charts.lineplots import LinePlot
 from reportlab.graphics.charts.piecharts import Pie
 from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
 # ReportLab validates every attribute assignment on chart objects by default, a development
 # aid that costs about a fifth of chart rendering time; our charts are fixed code.
@@ -40,6 +44,8 @@ PALETTE = [
 TEXT = colors.HexColor("#1f2937")
 GRID = colors.HexColor("#e5e7eb")
 FONT = "Helvetica"
+BOLD_FONT = "Helvetica-Bold"
+BAR_LABEL_WIDTH = 118.0
 
 
 def fmt_short(value: float) -> str:
@@ -61,11 +67,19 @@ def _clip(label: str, n: int) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _title(drawing: Drawing, text: str, width: float, height: float) -> None:
+def _fit(label: str, width: float, font: str, size: float) -> str:
+    """`label` shortened (ellipsis) to `width` points: wide characters (CJK) fill a column
+    long before 22 of them do."""
+    if stringWidth(label, font, size) <= width:
+        return label
+    while label and stringWidth(label + "…", font, size) > width:
+        label = label[:-1]
+    return label + "…"
+
+
+def _title(drawing: Drawing, text: str, width: float, height: float, font: str) -> None:
     if text:
-        drawing.add(
-            String(0, height - 12, text, fontName=FONT + "-Bold", fontSize=10, fillColor=TEXT)
-        )
+        drawing.add(String(0, height - 12, text, fontName=font, fontSize=10, fillColor=TEXT))
 
 
 def _nice_range(values: Sequence[float]) -> tuple[float, float]:
@@ -86,16 +100,19 @@ def bar_chart(
     height: float = 220,
     horizontal: bool = True,
     color_index: int = 0,
+    font: str = FONT,
+    bold_font: str = BOLD_FONT,
 ) -> Drawing:
     """One series of bars; horizontal by default because group names are long."""
-    drawing = Drawing(width, height)
-    _title(drawing, title, width, height)
+    drawing = Drawing(width, height, initialFontName=font)
+    _title(drawing, title, width, height, bold_font)
     vals = [float(v) if v is not None and math.isfinite(float(v)) else 0.0 for v in values]
-    names = [_clip(str(label), 22) for label in labels]
+    names = [_fit(_clip(str(label), 22), BAR_LABEL_WIDTH, font, 7) for label in labels]
     chart: HorizontalBarChart | VerticalBarChart
     if horizontal:
         chart = HorizontalBarChart()
-        label_room = min(130, 12 + 5.2 * max((len(n) for n in names), default=4))
+        widest = max((stringWidth(n, font, 7) for n in names), default=20.0)
+        label_room = min(130, 12 + max(widest, 5.2 * max((len(n) for n in names), default=4)))
         chart.x, chart.y = label_room, 18
         chart.width, chart.height = width - label_room - 14, height - 40
         # Largest first, top to bottom.
@@ -112,9 +129,9 @@ def bar_chart(
         chart.categoryAxis.labels.dy = -2
     chart.data = [vals or [0.0]]
     chart.categoryAxis.categoryNames = names or [""]
-    chart.categoryAxis.labels.fontName = FONT
+    chart.categoryAxis.labels.fontName = font
     chart.categoryAxis.labels.fontSize = 7
-    chart.valueAxis.labels.fontName = FONT
+    chart.valueAxis.labels.fontName = font
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.labelTextFormat = fmt_short
     low, high = _nice_range(vals)
@@ -138,11 +155,13 @@ def line_chart(
     width: float = 460,
     height: float = 200,
     max_labels: int = 12,
+    font: str = FONT,
+    bold_font: str = BOLD_FONT,
 ) -> Drawing:
     """Lines over ordered periods. A numeric x axis carrying at most `max_labels` labels:
     a category axis would build (and measure) one label object per point even when blank."""
-    drawing = Drawing(width, height)
-    _title(drawing, title, width, height)
+    drawing = Drawing(width, height, initialFontName=font)
+    _title(drawing, title, width, height, bold_font)
     chart = LinePlot()
     legend_room = 16 if len(series) > 1 else 0
     chart.x, chart.y = 44, 24 + legend_room
@@ -163,13 +182,13 @@ def line_chart(
     x.valueMin, x.valueMax = 0, max(n - 1, 1)
     x.valueSteps = list(range(0, n, step))
     x.labelTextFormat = lambda v: names[round(v)] if 0 <= round(v) < len(names) else ""
-    x.labels.fontName, x.labels.fontSize = FONT, 7
+    x.labels.fontName, x.labels.fontSize = font, 7
     x.tickDown = 2
     y = chart.yValueAxis
     low, high = _nice_range([v for points in data for _, v in points])
     y.valueMin, y.valueMax = low, high * 1.05
     y.labelTextFormat = fmt_short
-    y.labels.fontName, y.labels.fontSize = FONT, 7
+    y.labels.fontName, y.labels.fontSize = font, 7
     y.visibleGrid = True
     y.gridStrokeColor = GRID
     y.gridStrokeWidth = 0.5
@@ -183,7 +202,7 @@ def line_chart(
         legend.alignment = "right"
         legend.columnMaximum = 1
         legend.deltax = 90
-        legend.fontName, legend.fontSize = FONT, 7
+        legend.fontName, legend.fontSize = font, 7
         legend.dx = legend.dy = 6
         legend.colorNamePairs = [(PALETTE[i % len(PALETTE)], name) for i, name in enumerate(series)]
         drawing.add(legend)
@@ -198,10 +217,12 @@ def pie_chart(
     width: float = 460,
     height: float = 200,
     max_slices: int = 8,
+    font: str = FONT,
+    bold_font: str = BOLD_FONT,
 ) -> Drawing:
     """Shares of a total; slices past `max_slices - 1` merge into "Other"."""
-    drawing = Drawing(width, height)
-    _title(drawing, title, width, height)
+    drawing = Drawing(width, height, initialFontName=font)
+    _title(drawing, title, width, height, bold_font)
     pairs = [
         (str(label), max(0.0, float(v or 0.0))) for label, v in zip(labels, values, strict=False)
     ]
@@ -226,7 +247,7 @@ def pie_chart(
     legend.x, legend.y = pie.x + size + 30, pie.y + size - 4
     legend.alignment = "right"
     legend.columnMaximum = max_slices
-    legend.fontName, legend.fontSize = FONT, 8
+    legend.fontName, legend.fontSize = font, 8
     legend.dx = legend.dy = 7
     legend.deltay = 12
     legend.colorNamePairs = [

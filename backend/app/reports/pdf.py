@@ -40,6 +40,7 @@ from app.reports.pdf_detail_rows import (
     detail_layout,
 )
 from app.reports.pdf_document import LazyStory, ReportDoc
+from app.reports.pdf_fonts import SANS, SANS_BOLD
 from app.reports.pdf_group_pages import group_page
 from app.reports.pdf_styles import LINE, MARGIN, paragraph_styles
 from app.reports.pdf_tables import (
@@ -82,6 +83,7 @@ def _cover(
     meta_table.setStyle(
         TableStyle(
             [
+                ("FONT", (0, 0), (-1, -1), SANS),  # a cell's own font, not Helvetica
                 ("LINEBELOW", (0, 0), (-1, -1), 0.4, LINE),
                 ("TOPPADDING", (0, 0), (-1, -1), 4),
                 ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
@@ -116,6 +118,8 @@ def _grouping(
                 title=f"{metric.capitalize()} by {column}: top {len(top)}",
                 width=width,
                 height=max(120, 40 + 15 * len(top)),
+                font=SANS,
+                bold_font=SANS_BOLD,
             )
         )
     shares = [(r.sums[0] if p.measures else r.count) or 0.0 for r in table.rows]
@@ -128,6 +132,8 @@ def _grouping(
                 title=f"Share of {metric}",
                 width=width,
                 height=170,
+                font=SANS,
+                bold_font=SANS_BOLD,
             ),
         ]
     note = f"{table.total_groups:,} groups" + (
@@ -165,6 +171,8 @@ def _summary_pages(
                 title=f"Trend by {p.period}",
                 width=width,
                 height=210,
+                font=SANS,
+                bold_font=SANS_BOLD,
             )
         )
     for column in p.group_by:

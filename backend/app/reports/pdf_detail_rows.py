@@ -19,6 +19,7 @@ from reportlab.platypus import Flowable
 from app.reports import queries
 from app.reports.columns import column_kind
 from app.reports.datasets import OpenedDataset
+from app.reports.pdf_fonts import SANS, SANS_BOLD
 from app.reports.pdf_styles import ACCENT, INK, ZEBRA
 from app.reports.pdf_text import clip, fmt_number
 
@@ -65,7 +66,7 @@ class DetailRows(Flowable):  # type: ignore[misc]  # reportlab has no type hints
         for i in range(1, len(self.rows), 2):
             c.rect(0, y - (i + 1) * DETAIL_ROW_HEIGHT, width, DETAIL_ROW_HEIGHT, stroke=0, fill=1)
         c.setFillColor(colors.white)
-        c.setFont("Helvetica-Bold", size)
+        c.setFont(SANS_BOLD, size)
         x = 0.0
         for text, w, right in zip(self.header, self.widths, self.right, strict=True):
             if right:
@@ -74,7 +75,7 @@ class DetailRows(Flowable):  # type: ignore[misc]  # reportlab has no type hints
                 c.drawString(x + 3, top - DETAIL_HEADER_HEIGHT + 4.5, text)
             x += w
         c.setFillColor(INK)
-        c.setFont("Helvetica", size)
+        c.setFont(SANS, size)
         y = top - DETAIL_HEADER_HEIGHT - DETAIL_ROW_HEIGHT + 3.2
         for row in self.rows:
             x = 0.0
@@ -104,7 +105,7 @@ def detail_layout(
         }.get(kind)
         if base is None:
             base = min(170.0, max(40.0, lengths.get(name, 10) * DETAIL_FONT_SIZE * 0.55 + 8))
-        w = max(base, stringWidth(name, "Helvetica-Bold", DETAIL_FONT_SIZE) + 8)
+        w = max(base, stringWidth(name, SANS_BOLD, DETAIL_FONT_SIZE) + 8)
         if used + w > avail:
             break
         names.append(name)

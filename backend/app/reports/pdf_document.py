@@ -17,6 +17,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate
 
+from app.reports.pdf_fonts import register
 from app.reports.pdf_styles import ACCENT, LINE, MARGIN, MUTED
 
 
@@ -39,9 +40,12 @@ class ReportDoc(BaseDocTemplate):  # type: ignore[misc]  # reportlab has no type
     drives progress (and with it, cancellation)."""
 
     def __init__(self, path: Path, title: str, on_flowable: Callable[[], None]) -> None:
+        self.sans, self.bold = register()
         super().__init__(
             str(path),
             pagesize=A4,
+            # Not Helvetica: the canvas would put it in every page's resources.
+            initialFontName=self.sans,
             title=title,
             author="Report job service",
             leftMargin=MARGIN,
@@ -77,9 +81,9 @@ class ReportDoc(BaseDocTemplate):  # type: ignore[misc]  # reportlab has no type
         canvas.setFillColor(colors.HexColor("#3b82f6"))
         canvas.rect(0, ph - 74 * mm, pw, 4 * mm, stroke=0, fill=1)
         canvas.setFillColor(colors.white)
-        canvas.setFont("Helvetica-Bold", 11)
+        canvas.setFont(self.bold, 11)
         canvas.drawString(MARGIN + 10 * mm, ph - 30 * mm, "REPORT")
-        canvas.setFont("Helvetica", 9)
+        canvas.setFont(self.sans, 9)
         canvas.setFillColor(MUTED)
         canvas.drawRightString(pw - MARGIN, MARGIN - 4, f"Page {canvas.getPageNumber()}")
         canvas.restoreState()
@@ -91,7 +95,7 @@ class ReportDoc(BaseDocTemplate):  # type: ignore[misc]  # reportlab has no type
         canvas.setLineWidth(0.5)
         canvas.line(MARGIN, height - MARGIN + 2, width - MARGIN, height - MARGIN + 2)
         canvas.line(MARGIN, MARGIN - 2, width - MARGIN, MARGIN - 2)
-        canvas.setFont("Helvetica", 8)
+        canvas.setFont(self.sans, 8)
         canvas.setFillColor(MUTED)
         canvas.drawString(MARGIN, height - MARGIN + 6, self.report_title[:110])
         canvas.drawRightString(width - MARGIN, MARGIN - 11, f"Page {canvas.getPageNumber()}")

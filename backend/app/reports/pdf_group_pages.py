@@ -10,6 +10,7 @@ from reportlab.platypus import Flowable, PageBreak, Paragraph, Spacer
 
 from app.reports import charts
 from app.reports.params import ReportParams
+from app.reports.pdf_fonts import SANS, SANS_BOLD
 from app.reports.pdf_tables import first_and_rest, striped_table
 from app.reports.pdf_text import clip, esc, fmt_pct, fmt_sums
 from app.reports.summary import Breakdown, Summary
@@ -58,6 +59,8 @@ def group_page(
                 title=f"Trend by {p.period}",
                 width=width,
                 height=190,
+                font=SANS,
+                bold_font=SANS_BOLD,
             )
         )
         out.append(Spacer(1, 8))

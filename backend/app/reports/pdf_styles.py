@@ -1,4 +1,7 @@
-"""The look of the PDF report: colours, margins and paragraph styles, in one place."""
+"""The look of the PDF report: colours, margins and paragraph styles, in one place.
+
+Every style names the embedded Unicode fonts of `pdf_fonts` (never a base-14 font).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+
+from app.reports.pdf_fonts import register
 
 INK = colors.HexColor("#1f2937")
 ACCENT = colors.HexColor("#1e3a8a")
@@ -17,22 +22,32 @@ MARGIN = 16 * mm
 
 def paragraph_styles() -> dict[str, ParagraphStyle]:
     """The named paragraph styles: cover_title, cover_sub, h1, h2, body, note, kpi_*."""
+    sans, bold = register()
     base = getSampleStyleSheet()
     return {
         "cover_title": ParagraphStyle(
             "cover_title",
             parent=base["Title"],
-            fontSize=30,
-            leading=36,
+            fontName=bold,
+            # DejaVu Sans runs about a sixth wider than Helvetica: 26 pt sets a title on
+            # as many lines as Helvetica's 30 did.
+            fontSize=26,
+            leading=32,
             textColor=ACCENT,
             alignment=TA_LEFT,
         ),
         "cover_sub": ParagraphStyle(
-            "cover_sub", parent=base["Normal"], fontSize=12, leading=16, textColor=MUTED
+            "cover_sub",
+            parent=base["Normal"],
+            fontName=sans,
+            fontSize=12,
+            leading=16,
+            textColor=MUTED,
         ),
         "h1": ParagraphStyle(
             "h1",
             parent=base["Heading1"],
+            fontName=bold,
             fontSize=18,
             leading=22,
             textColor=ACCENT,
@@ -42,6 +57,7 @@ def paragraph_styles() -> dict[str, ParagraphStyle]:
         "h2": ParagraphStyle(
             "h2",
             parent=base["Heading2"],
+            fontName=bold,
             fontSize=13,
             leading=16,
             textColor=ACCENT,
@@ -49,13 +65,18 @@ def paragraph_styles() -> dict[str, ParagraphStyle]:
             spaceAfter=6,
         ),
         "body": ParagraphStyle(
-            "body", parent=base["Normal"], fontSize=9.5, leading=13, textColor=INK
+            "body", parent=base["Normal"], fontName=sans, fontSize=9.5, leading=13, textColor=INK
         ),
         "note": ParagraphStyle(
-            "note", parent=base["Normal"], fontSize=8, leading=10, textColor=MUTED
+            "note", parent=base["Normal"], fontName=sans, fontSize=8, leading=10, textColor=MUTED
         ),
         "kpi_label": ParagraphStyle(
-            "kpi_label", parent=base["Normal"], fontSize=8, leading=10, textColor=MUTED
+            "kpi_label",
+            parent=base["Normal"],
+            fontName=sans,
+            fontSize=8,
+            leading=10,
+            textColor=MUTED,
         ),
         "kpi_value": ParagraphStyle(
             "kpi_value",
@@ -63,6 +84,6 @@ def paragraph_styles() -> dict[str, ParagraphStyle]:
             fontSize=16,
             leading=20,
             textColor=INK,
-            fontName="Helvetica-Bold",
+            fontName=bold,
         ),
     }

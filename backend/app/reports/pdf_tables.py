@@ -14,6 +14,7 @@ from reportlab.platypus import Paragraph, Table, TableStyle
 
 from app.reports import charts
 from app.reports.params import ReportParams
+from app.reports.pdf_fonts import SANS, SANS_BOLD
 from app.reports.pdf_styles import ACCENT, LINE, ZEBRA
 from app.reports.pdf_text import clip, decimals_of, esc, fmt_growth, fmt_number, fmt_pct, fmt_sums
 from app.reports.summary import GroupTable, Summary, TrendRow
@@ -33,8 +34,8 @@ def striped_table(
     """A striped table whose header repeats on every page it spans."""
     table = Table(data, colWidths=widths, repeatRows=repeat)
     style = [
-        ("FONT", (0, 0), (-1, -1), "Helvetica", font_size),
-        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", font_size),
+        ("FONT", (0, 0), (-1, -1), SANS, font_size),
+        ("FONT", (0, 0), (-1, 0), SANS_BOLD, font_size),
         ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
         ("BACKGROUND", (0, 0), (-1, 0), ACCENT),
         ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, ZEBRA]),
@@ -74,13 +75,20 @@ def kpi_cards(
         cells.append([Paragraph("", styles["kpi_label"]), Paragraph("", styles["body"])])
     grid = [cells[i : i + per_row] for i in range(0, len(cells), per_row)]
     col_w = width / per_row
+    # Every table names its cells' font: a cell holding a Paragraph still sets the table's
+    # font first, and ReportLab's default is Helvetica.
+    sans = TableStyle([("FONT", (0, 0), (-1, -1), SANS)])
     table = Table(
-        [[Table([[c[0]], [c[1]]], colWidths=[col_w - 14]) for c in row] for row in grid],
+        [
+            [Table([[c[0]], [c[1]]], colWidths=[col_w - 14], style=sans) for c in row]
+            for row in grid
+        ],
         colWidths=[col_w] * per_row,
     )
     table.setStyle(
         TableStyle(
             [
+                ("FONT", (0, 0), (-1, -1), SANS),
                 ("BACKGROUND", (0, 0), (-1, -1), ZEBRA),
                 ("BOX", (0, 0), (-1, -1), 0.5, colors.white),
                 ("INNERGRID", (0, 0), (-1, -1), 4, colors.white),

@@ -9,6 +9,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from app.reports.columns import column_kind
 from app.reports.params import ReportParams
+from app.reports.pdf_fonts import SANS
 
 
 def esc(text: Any) -> str:
@@ -52,9 +53,12 @@ def fmt_growth(value: float | None) -> str:
     return "" if value is None else f"{value:+.1f}%"
 
 
-def clip(text: str, width: float, font: str = "Helvetica", size: float = 8) -> str:
-    """Shorten text to fit a column (ellipsis), measuring only when it might not fit."""
-    if len(text) * size * 0.6 <= width:
+def clip(text: str, width: float, font: str = SANS, size: float = 8) -> str:
+    """Shorten text to fit a column (ellipsis), measuring only when it might not fit (a wide
+    CJK character is a whole em, so only ASCII is guessed)."""
+    if text.isascii() and len(text) * size * 0.6 <= width:
+        return text
+    if stringWidth(text, font, size) <= width:
         return text
     while text and stringWidth(text + "…", font, size) > width:
         text = text[:-1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
@@ -13,6 +12,7 @@ from app.api.deps import CurrentUser, OptionalUser, SessionDep, StoringUser, req
 from app.api.paging import Limit, Offset
 from app.api.params import CreatedAfter, CreatedBefore, JobType, ResourceId
 from app.core.config import get_settings
+from app.core.downloads import content_disposition, download_name
 from app.core.errors import (
     ConflictError,
     ForbiddenError,
@@ -176,10 +176,12 @@ def download(
             expires=expires or 0,
             signature=signature or "",
         )
-    return _send(artifacts.downloadable(get_settings(), job))
+    file = artifacts.downloadable(get_settings(), job)
+    # Named after the title as its author wrote it (the stored name is ASCII).
+    return _send(file, download_name((job.params or {}).get("title"), file.filename))
 
 
-def _send(file: artifacts.Download) -> Response:
+def _send(file: artifacts.Download, name: str) -> Response:
     """The artifact through the API: a local file as a `FileResponse` (ranges, sendfile),
     a remote object as a stream of its chunks with its exact `Content-Length`.
 
@@ -188,22 +190,12 @@ def _send(file: artifacts.Download) -> Response:
     the signed link checked above; a presigned URL would be a second, storage-side
     credential that outlives a revoked token). Chunks are never held whole in memory.
     """
+    disposition = {"Content-Disposition": content_disposition(name)}
     if file.path is not None:
-        return FileResponse(file.path, media_type=file.media_type, filename=file.filename)
+        return FileResponse(file.path, media_type=file.media_type, headers=disposition)
     assert file.chunks is not None
     return StreamingResponse(
         file.chunks,
         media_type=file.media_type,
-        headers={
-            "Content-Length": str(file.size),
-            "Content-Disposition": _attachment(file.filename),
-        },
+        headers={"Content-Length": str(file.size), **disposition},
     )
-
-
-def _attachment(filename: str) -> str:
-    """Content-Disposition as `FileResponse` writes it (RFC 6266, UTF-8 when needed)."""
-    quoted = quote(filename)
-    if quoted != filename:
-        return f"attachment; filename*=utf-8''{quoted}"
-    return f'attachment; filename="{filename}"'
