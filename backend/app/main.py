@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import BodySizeLimit, install_error_handlers
-from app.api.routes import datasets, docs, documents, events, health, notifications, reports
+from app.api.routes import (
+    datasets,
+    docs,
+    documents,
+    events,
+    health,
+    notifications,
+    reports,
+    webhooks,
+)
 from app.api.routes import metrics as metrics_route
 from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings, set_settings
@@ -80,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     app.include_router(reports.router)
+    app.include_router(webhooks.router)
     app.include_router(datasets.router)
     app.include_router(documents.router)
     app.include_router(notifications.router)

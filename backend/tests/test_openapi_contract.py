@@ -23,6 +23,8 @@ for the operations whose acceptance depends on content no JSON Schema can state:
 - 415 and 422 from POST /documents and 422 from POST /datasets: the file's bytes (a real
   PDF/PNG/JPEG/TIFF, a CSV with a header row) are decided by sniffing, not by the schema;
 - 422 from POST /reports/heavy: the columns named must exist in the chosen dataset;
+- 422 from POST /reports/dummy and /reports/heavy: a `webhook_url` must resolve, and only to
+  public addresses (`webhooks/target.py`);
 - 422 from POST /notifications/*: who a user may mail (`notifications/policy.py`: a
   non-admin only their own address) and, in bulk, that at least one address is valid.
 """
@@ -50,6 +52,7 @@ FUZZ_EMAIL = "fuzz@example.com"
 CONTENT_DECIDES = [
     ("/documents", ["415", "422"]),
     ("/datasets", ["422"]),
+    ("/reports/dummy", ["422"]),
     ("/reports/heavy", ["422"]),
     ("/notifications/email", ["422"]),
     ("/notifications/bulk", ["422"]),

@@ -182,6 +182,20 @@ class Settings(BaseSettings):
     QUOTA_STORED_BYTES: int = 20 * 1024**3
     """Bytes of a user's results and uploads kept in the object store."""
 
+    # Completion webhooks (app/webhooks/): signed POSTs of a final job to its `webhook_url`.
+    WEBHOOK_SECRET: SecretStr = SecretStr("")
+    """Signs every webhook body (HMAC-SHA256); outside prod a fixed development key if unset."""
+    WEBHOOK_ALLOW_PRIVATE: bool = False
+    """Allow private, loopback and link-local targets (SSRF guard off: tests, one-host setups)."""
+    WEBHOOK_MAX_ATTEMPTS: int = 5
+    WEBHOOK_BACKOFF_SECONDS: float = 30.0
+    """Before retry n: this times 2**(n-1), at most an hour."""
+    WEBHOOK_TIMEOUT_SECONDS: float = 5.0
+    WEBHOOK_MAX_AGE_SECONDS: float = 24 * 3600.0
+    """A job that finished longer ago than this gets no first delivery (the pass's window)."""
+    WEBHOOK_BATCH: int = 16
+    """Deliveries per relay pass, sent in parallel."""
+
     LOG_LEVEL: str = "INFO"
 
     @model_validator(mode="after")
@@ -245,6 +259,14 @@ class Settings(BaseSettings):
         delay = self.JOB_RETRY_BACKOFF_SECONDS * (2 ** max(attempt - 1, 0))
         return float(min(delay, self.JOB_RETRY_BACKOFF_MAX_SECONDS))
 
+    def webhook_delay(self, attempt: int) -> float:
+        """Backoff after failed webhook attempt `attempt` (1-based)."""
+        return float(min(self.WEBHOOK_BACKOFF_SECONDS * (2 ** max(attempt - 1, 0)), 3600.0))
+
+    @property
+    def webhook_key(self) -> bytes:
+        return (self.WEBHOOK_SECRET.get_secret_value() or _DEV_WEBHOOK_SECRET).encode()
+
     @property
     def max_attempts(self) -> int:
         return self.JOB_MAX_RETRIES + 1
@@ -275,6 +297,7 @@ class Settings(BaseSettings):
 
 # Only where SECRET_KEY is unset outside prod (dev, test): links signed with it prove nothing.
 _DEV_SECRET_KEY = "development-only-download-link-key"
+_DEV_WEBHOOK_SECRET = "development-only-webhook-secret"
 
 _TEST_PROFILE: dict[str, object] = {
     "JOB_RETRY_BACKOFF_SECONDS": 0.2,
@@ -289,6 +312,7 @@ _TEST_PROFILE: dict[str, object] = {
     "CIRCUIT_BREAKER_COOLDOWN_SECONDS": 1.0,
     "VISIBILITY_MARGIN_SECONDS": 10.0,
     "BEAT_RELAY_SECONDS": 1.0,
+    "WEBHOOK_BACKOFF_SECONDS": 0.3,
 }
 
 _override: Settings | None = None

@@ -13,6 +13,7 @@ from app.monitoring.models import DailyStats
 from app.notifications.models import MailDelivery
 from app.reports.models import Dataset
 from app.users.models import ApiToken, User
+from app.webhooks.models import WebhookDelivery
 
 metadata = Base.metadata
 
@@ -24,5 +25,6 @@ __all__ = [
     "MailDelivery",
     "ReportJob",
     "User",
+    "WebhookDelivery",
     "metadata",
 ]

@@ -22,6 +22,8 @@ class ReportJob(Base):
         Index("ix_report_jobs_owner_status", "owner_id", "status"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
+        # Recently finished jobs with a webhook to send (app/webhooks/store.py).
+        Index("ix_report_jobs_finished", "finished_at"),
         # The event watcher's one query per tick: rows changed in the last seconds.
         Index("ix_report_jobs_updated", "updated_at"),
         # An admin's listing of everyone's jobs, newest first.

@@ -124,6 +124,15 @@ KINDS: dict[str, JobKind] = {
 }
 
 
+PERIODIC_PATHS: tuple[str, ...] = ("app.webhooks.sender:deliver_due",)
+"""Domain duties every relay pass runs, each called with the settings (dotted paths, like
+handlers: `jobs` imports no domain package)."""
+
+
+def periodic_duties() -> list[Callable[[Settings], object]]:
+    return [cast(Callable[[Settings], object], _load(path)) for path in PERIODIC_PATHS]
+
+
 def kind_of(job_type: str) -> JobKind:
     try:
         return KINDS[job_type]

@@ -17,7 +17,7 @@ from app.db.session import session_scope
 from app.jobs import fairness
 from app.jobs.dispatch import Dispatcher
 from app.jobs.models import ReportJob
-from app.jobs.registry import kind_of
+from app.jobs.registry import kind_of, periodic_duties
 from app.jobs.states import JobStatus
 from app.jobs.store import sweeps
 from app.jobs.store.transitions import transition
@@ -60,6 +60,8 @@ def relay_once(
     for job_id in overdue:
         if _guarded(dispatcher.submit, job_id) == S.QUEUED:
             report.retried.append(job_id)
+    for duty in periodic_duties():  # completion webhooks (app/webhooks/sender.py)
+        _guarded(duty, settings)
     if report.published or report.requeued or report.failed or report.retried or report.resent:
         log.info(
             "relay: published %d, requeued %d, failed %d, retried %d, re-sent %d lost",

@@ -48,6 +48,14 @@ MAX_MEASURES = 10
 MAX_FILTERS = 20
 DEFAULT_DETAIL_ROWS = 1_000
 MAX_DETAIL_ROWS = 100_000
+WEBHOOK_URL_FIELD = Field(
+    default=None,
+    min_length=8,
+    max_length=2000,
+    pattern=r"^https?://[^\s]+$",
+    description="POSTed the job's JSON, signed, once it is final (README: Webhooks). Its host "
+    "must resolve to public addresses only, unless the service sets WEBHOOK_ALLOW_PRIVATE.",
+)
 
 
 class DummyReportRequest(StrictModel):
@@ -57,6 +65,7 @@ class DummyReportRequest(StrictModel):
     fail_times: JsonInt = Field(
         default=0, ge=0, le=5, description="Transient failures before it succeeds."
     )
+    webhook_url: str | None = WEBHOOK_URL_FIELD
 
 
 class DemoDatasetRef(StrictModel):
@@ -114,6 +123,7 @@ class HeavyReportRequest(StrictModel):
     period: Period = "month"
     detail_rows: JsonInt = Field(default=DEFAULT_DETAIL_ROWS, ge=0, le=MAX_DETAIL_ROWS)
     notify: Literal["email"] | None = None
+    webhook_url: str | None = WEBHOOK_URL_FIELD
 
     @field_validator("filters", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from app.jobs.store import reads
 from app.jobs.submit import accept_job
 from app.reports.dataset_params import prepare_heavy_params
 from app.reports.schemas import DummyReportRequest, HeavyReportRequest
+from app.webhooks.target import job_params
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTHENTICATED)
 
@@ -47,9 +48,8 @@ def create_dummy_report(
 ) -> JobAccepted:
     """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded."""
     request = body or DummyReportRequest()
-    accepted = accept_job(
-        session=session, owner=user, job_type="dummy", params=request.model_dump()
-    )
+    params = job_params(request.model_dump(exclude={"webhook_url"}), request.webhook_url)
+    accepted = accept_job(session=session, owner=user, job_type="dummy", params=params)
     return JobAccepted.model_validate(accepted)
 
 
@@ -64,7 +64,9 @@ def create_heavy_report(
 ) -> JobAccepted:
     """PDF, Excel or analysis report from a dataset. Runs on Celery only: while the broker is
     down the job waits `pending` and the outbox relay publishes it when it is back."""
-    params = prepare_heavy_params(session=session, owner=user, request=body)
+    params = job_params(
+        prepare_heavy_params(session=session, owner=user, request=body), body.webhook_url
+    )
     accepted = accept_job(session=session, owner=user, job_type=body.report_type, params=params)
     return JobAccepted.model_validate(accepted)
 
