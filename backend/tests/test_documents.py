@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pypdfium2 as pdfium
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 from sqlalchemy.orm import Session
 
 from app.api.errors import status_of
@@ -476,18 +476,75 @@ def test_jobs_started_on_an_existing_pdf(service: Service, auth: dict[str, str])
     assert service.client.post("/documents/no-such-id/ocr", headers=auth).status_code == 404
 
 
-def test_missing_language_pack_fails_the_job_cleanly(
+def test_unknown_ocr_language_is_refused_at_submit_listing_the_installed_ones(
     service: Service, auth: dict[str, str]
 ) -> None:
     need_tesseract()
     response = upload(service, auth, "a.png", png_bytes(["word"], (400, 200)))
     document_id = response.json()["document"]["document_id"]
-    accepted = service.client.post(
+    refused = service.client.post(
         f"/documents/{document_id}/ocr", headers=auth, json={"languages": "eng+xyz"}
     )
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert "'xyz'" in detail and "Installed: " in detail and "eng" in detail
+    assert "tesseract-ocr-xyz" in detail
+
+
+def jpeg_scan(lines: list[str]) -> bytes:
+    """A grey, slightly noisy page as a phone or a cheap scanner saves it (JPEG q=50)."""
+    page = Image.eval(page_with_words(lines, (1700, 2200)).convert("L"), lambda v: v * 0.92)
+    page = ImageChops.add(page, Image.effect_noise(page.size, 6), 1, -128)
+    buffer = io.BytesIO()
+    page.save(buffer, format="JPEG", quality=50, dpi=(300, 300))
+    return buffer.getvalue()
+
+
+def test_ocr_pdf_of_a_jpeg_keeps_the_jpeg_and_has_extractable_text(
+    service: Service, auth: dict[str, str]
+) -> None:
+    need_tesseract()
+    from pypdf import PdfReader
+
+    scan = jpeg_scan(["Harbour LIGHTHOUSE", "invoice 4711"])
+    response = upload(service, auth, "scan.jpg", scan, "image/jpeg", ocr="true")
+    assert response.status_code == 201, response.text
+    job = service.wait(response.json()["jobs"]["ocr"]["job_id"], auth)
+    assert job["status"] == "completed", job
+    pdf = service.client.get(job["download_url"], headers=auth)
+    assert pdf.status_code == 200
+    # The scan's own bytes plus a text layer: before, the page was re-embedded as Flate
+    # pixels (about 12 times the JPEG).
+    assert len(pdf.content) <= len(scan) * 1.1, (len(pdf.content), len(scan))
+    assert scan[2:-2] in pdf.content  # the JPEG itself, byte for byte
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().lower()
+    assert "lighthouse" in text and "4711" in text
+
+
+def test_single_thumbnails_by_size(
+    service: Service, auth: dict[str, str], other_auth: dict[str, str]
+) -> None:
+    response = upload(service, auth, "wide.png", png_bytes(["thumb"]), "image/png")
+    document_id = response.json()["document"]["document_id"]
+    url = f"/documents/{document_id}/thumbnails"
+    before = service.client.get(f"{url}/256", headers=auth)
+    assert before.status_code == 404 and "POST /documents/" in before.json()["detail"]
+    accepted = service.client.post(url, headers=auth, json={"pages": 1})
     job = service.wait(accepted.json()["job_id"], auth)
-    assert job["status"] == "failed" and job["attempts"] == 1
-    assert "apt-get install tesseract-ocr-xyz" in job["error"]
+    assert job["status"] == "completed", job
+    assert job["result"]["thumbnails"][0]["url"] == f"{url}/512?page=1"
+    for size, expected in ((512, (512, 171)), (256, (256, 85)), (128, (128, 43))):
+        single = service.client.get(f"{url}/{size}", headers=auth)
+        assert single.status_code == 200, single.text
+        assert single.headers["content-type"] == "image/png"
+        image = Image.open(io.BytesIO(single.content))
+        assert image.format == "PNG" and image.size == expected
+    unknown = service.client.get(f"{url}/300", headers=auth)
+    assert unknown.status_code == 404 and "128, 256, 512" in unknown.json()["detail"]
+    assert service.client.get(f"{url}/256?page=2", headers=auth).status_code == 404
+    assert service.client.get(f"{url}/256", headers=other_auth).status_code == 404
+    assert service.client.delete(f"/documents/{document_id}", headers=auth).status_code == 204
+    assert service.client.get(f"{url}/256", headers=auth).status_code == 404
 
 
 @pytest.mark.parametrize(

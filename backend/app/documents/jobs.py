@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from app.documents import ocr, pdfium, thumbnails
+from app.documents import ocr, pdfium, thumbnail_store, thumbnails
 from app.documents.sniff import PDF, sniff_mime
 from app.jobs.context import ArtifactFile, JobContext, JobOutput
 from app.jobs.errors import PermanentJobError
@@ -72,7 +72,8 @@ def _ocr(ctx: JobContext, path: Path, mime: str) -> JobOutput:
 
 
 def run_thumbnails(ctx: JobContext) -> JobOutput:
-    """All configured sizes in one ZIP (the artifact), listed in the result.
+    """All configured sizes in one ZIP (the artifact), listed in the result; each image is
+    also stored on its own (`thumbnail_store`), for `GET /documents/{id}/thumbnails/{size}`.
 
     A ZIP, not the largest PNG: the point of several sizes is having all of them, and one
     artifact keeps the download atomic and checksummed.
@@ -102,16 +103,37 @@ def _thumbnails(ctx: JobContext, path: Path, mime: str) -> JobOutput:
     except BaseException:
         out_zip.unlink(missing_ok=True)
         raise
+    document_id = ctx.params.get("document_id")
+    if document_id:
+        try:
+            thumbnail_store.put_singles(
+                get_store(ctx.settings),
+                document_id=str(document_id),
+                zip_path=out_zip,
+                scratch_dir=ctx.scratch_dir,
+                prefix=ctx.scratch_prefix,
+            )
+        except BaseException:
+            out_zip.unlink(missing_ok=True)
+            raise
     ctx.progress(95, f"{len(thumbs)} thumbnails written")
     return JobOutput(
         result={
             "document_id": ctx.params.get("document_id"),
             "sizes": sorted({thumb.size for thumb in thumbs}),
             "pages": len({thumb.page for thumb in thumbs}),
-            "thumbnails": [asdict(thumb) for thumb in thumbs],
+            "thumbnails": [_described(thumb, document_id) for thumb in thumbs],
         },
         artifact=ArtifactFile(out_zip, "application/zip", f"{_stem(ctx)}-thumbnails.zip"),
     )
+
+
+def _described(thumb: thumbnails.Thumbnail, document_id: Any) -> dict[str, Any]:
+    """A ZIP entry, and where it downloads on its own."""
+    entry = asdict(thumb)
+    if document_id:
+        entry["url"] = f"/documents/{document_id}/thumbnails/{thumb.size}?page={thumb.page}"
+    return entry
 
 
 @contextmanager

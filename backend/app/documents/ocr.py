@@ -2,8 +2,10 @@
 
 The CLI (not a Python binding) keeps Tesseract in a child process: a crash or a runaway page
 kills only that child, a timeout bounds every page, and a cancelled job stops between polls.
-Each page yields its text and a one-page searchable PDF (the page image with an invisible
-text layer); the pages are merged into one searchable PDF, the job's artifact.
+Each page yields its text and a one-page searchable PDF; the pages are merged into one
+searchable PDF, the job's artifact, which keeps the scan's own encoding (`_pages`): a
+JPEG's bytes embedded unchanged, a PDF page kept under Tesseract's text-only layer. So the
+artifact is the scan plus a few kB of invisible text, not the scan re-embedded as pixels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from PIL import Image, ImageOps
 
 from app.core.config import Settings
 from app.documents import pdfium
-from app.documents.sniff import PDF, frames
+from app.documents.sniff import JPEG, PDF, frames
 from app.jobs.errors import PermanentJobError
 
 RENDER_DPI = 300
@@ -123,30 +125,28 @@ def ocr_document(
     engine = check_engine(settings, languages)
     exe = tesseract_path(settings)
     result = OcrResult(engine=engine, languages=languages)
-    parts: list[Path] = []
+    parts: list[pdfium.OcrPart] = []
     total = _page_count(path, mime_type)
-    for number, (image, dpi) in enumerate(_pages(path, mime_type), start=1):
-        page_png = work_dir / f"page-{number:05d}.png"
-        # Fast compression: the file lives for one Tesseract run, and level 6 is ~4x slower.
-        image.save(page_png, format="PNG", dpi=(dpi, dpi), compress_level=1)
-        image.close()
+    for number, page in enumerate(_pages(path, mime_type, work_dir), start=1):
         base = work_dir / f"page-{number:05d}"
         _tesseract(
             exe,
-            page_png,
+            page.input,
             base,
             languages=languages,
-            dpi=dpi,
+            dpi=page.dpi,
             page=number,
+            text_only=page.underlay is not None,
             settings=settings,
             on_wait=on_wait,
         )
-        page_png.unlink(missing_ok=True)
+        if page.input.parent == work_dir:
+            page.input.unlink(missing_ok=True)
         text = base.with_suffix(".txt").read_text(encoding="utf-8", errors="replace")
         result.pages.append(PageText(page=number, text=text.replace("\f", "").strip()))
-        parts.append(base.with_suffix(".pdf"))
+        parts.append(pdfium.OcrPart(base.with_suffix(".pdf"), page.underlay))
         on_page(number, total)
-    pdfium.merge_pdfs(parts, searchable_pdf)
+    pdfium.merge_ocr_pages(parts, dest=searchable_pdf, source=path if mime_type == PDF else None)
     return result
 
 
@@ -158,8 +158,25 @@ def _page_count(path: Path, mime_type: str) -> int:
         return sum(1 for _ in frames(image, mime_type))
 
 
-def _pages(path: Path, mime_type: str) -> Iterator[tuple[Image.Image, int]]:
-    """Each page as an image Tesseract reads well, with the dpi to tell it."""
+@dataclass
+class _Page:
+    """What Tesseract reads for one page: `input` (a file), at `dpi`. With `underlay` (the
+    source PDF's page index) Tesseract writes only the invisible text, laid over that page."""
+
+    input: Path
+    dpi: int
+    underlay: int | None = None
+
+
+def _pages(path: Path, mime_type: str, work_dir: Path) -> Iterator[_Page]:
+    """Each page as a file Tesseract reads well, and how its searchable page is made.
+
+    The searchable PDF keeps the scan's own encoding: a JPEG is handed to Tesseract as is
+    (its PDF embeds the JPEG bytes, DCT, unchanged), and a PDF page is kept as it is, with
+    Tesseract's text-only layer over it. Only the rest (PNG, TIFF frames, a rotated or
+    CMYK JPEG, a rotated PDF page) is decoded and written for Tesseract, which then
+    compresses the pixels itself (Flate), about as PNG does.
+    """
     if mime_type == PDF:
         with pdfium.open_pdf(path) as pdf:
             for index in range(pdfium.page_count(pdf)):
@@ -167,12 +184,39 @@ def _pages(path: Path, mime_type: str) -> Iterator[tuple[Image.Image, int]]:
                 image = pdfium.render_page(pdf, index, scale=RENDER_DPI / 72)
                 # The render may have been scaled down (huge page): derive the real dpi.
                 dpi = max(round(image.width * 72 / width_pt), 1) if width_pt else RENDER_DPI
-                yield image, dpi
+                underlay = index if pdfium.can_underlay(pdf, index) else None
+                yield _Page(_save_png(image, work_dir, index, dpi), dpi, underlay)
         return
     with Image.open(path) as source:
-        for frame in frames(source, mime_type):
+        if mime_type == JPEG and _keeps_as_is(source):
+            yield _Page(path, _image_dpi(source))
+            return
+        for index, frame in enumerate(frames(source, mime_type)):
+            dpi = _image_dpi(frame)
             # exif_transpose returns a new image, so the next TIFF seek cannot change it.
-            yield _flatten(ImageOps.exif_transpose(frame)), _image_dpi(frame)
+            image = _flatten(ImageOps.exif_transpose(frame))
+            if mime_type == JPEG and image.mode in ("L", "RGB"):
+                # Turned upright: still a JPEG (high quality), never pixels in Flate.
+                target = work_dir / f"input-{index:05d}.jpg"
+                image.save(target, format="JPEG", quality=92, dpi=(dpi, dpi))
+                image.close()
+                yield _Page(target, dpi)
+            else:
+                yield _Page(_save_png(image, work_dir, index, dpi), dpi)
+
+
+def _keeps_as_is(image: Image.Image) -> bool:
+    """A JPEG that Tesseract and every PDF viewer show upright and in the right colours."""
+    orientation = image.getexif().get(0x0112, 1)
+    return image.mode in ("L", "RGB") and orientation in (0, 1)
+
+
+def _save_png(image: Image.Image, work_dir: Path, index: int, dpi: int) -> Path:
+    target = work_dir / f"input-{index:05d}.png"
+    # Fast compression: the file lives for one Tesseract run, and level 6 is ~4x slower.
+    image.save(target, format="PNG", dpi=(dpi, dpi), compress_level=1)
+    image.close()
+    return target
 
 
 def _image_dpi(image: Image.Image) -> int:
@@ -208,11 +252,15 @@ def _tesseract(
     languages: str,
     dpi: int,
     page: int,
+    text_only: bool,
     settings: Settings,
     on_wait: WaitFn,
 ) -> None:
-    """Run Tesseract on one page image, writing `base`.txt and `base`.pdf."""
-    cmd = [exe, str(image), str(base), "-l", languages, "--dpi", str(dpi), "txt", "pdf"]
+    """Run Tesseract on one page image, writing `base`.txt and `base`.pdf (the image with
+    its invisible text, or with `text_only` the invisible text alone)."""
+    cmd = [exe, str(image), str(base), "-l", languages, "--dpi", str(dpi)]
+    cmd += ["-c", "textonly_pdf=1"] if text_only else []
+    cmd += ["txt", "pdf"]
     # One thread per Tesseract: workers already run one job per core, and OpenMP
     # oversubscription makes Tesseract several times slower, not faster.
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}

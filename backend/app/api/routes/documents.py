@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Body, File, Form, Path, Query, Response, UploadFile, status
 
 from app.api import responses
 from app.api.deps import CurrentUser, SessionDep, StoringUser
 from app.api.paging import Limit, Offset
 from app.api.params import ResourceId
 from app.core.config import get_settings
-from app.core.errors import NotFoundError, UnsupportedMediaError
+from app.core.errors import InvalidInputError, NotFoundError, UnsupportedMediaError
+from app.documents import languages, thumbnail_store
 from app.documents.models import Document
 from app.documents.schemas import (
     DocumentList,
@@ -25,6 +26,7 @@ from app.documents.schemas import (
 )
 from app.documents.sniff import ACCEPTED_DESCRIPTION
 from app.documents.store import documents, save_upload
+from app.documents.thumbnails import MAX_THUMBNAIL_PAGES, MAX_THUMBNAIL_SIZE
 from app.jobs.schemas import JobAccepted
 from app.jobs.submit import accept_job
 from app.users.models import User
@@ -60,6 +62,8 @@ def upload_document(
     """Store a document; its type comes from its content (never its name), then it is decoded
     to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs."""
     settings = get_settings()
+    if ocr or ocr_query:  # before storing anything: a refused upload keeps no file
+        languages.check_languages(settings, None)
     document = save_upload(
         settings=settings,
         session=session,
@@ -108,17 +112,44 @@ def get_document(document_id: ResourceId, session: SessionDep, user: CurrentUser
 )
 def delete_document(document_id: ResourceId, session: SessionDep, user: CurrentUser) -> Response:
     """The upload and its file. The results of jobs already run on it are kept."""
-    documents.delete_owned(
-        settings=get_settings(), session=session, owner=user, upload_id=document_id
-    )
+    settings = get_settings()
+    documents.delete_owned(settings=settings, session=session, owner=user, upload_id=document_id)
+    thumbnail_store.delete_singles(settings, document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{document_id}/thumbnails/{size}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The thumbnail: PNG, or JPEG for a JPEG document.",
+            "content": {"image/png": {}, "image/jpeg": {}},
+        },
+        **responses.errors(NotFoundError),
+    },
+)
+def get_thumbnail(
+    document_id: ResourceId,
+    size: Annotated[
+        int, Path(ge=1, le=MAX_THUMBNAIL_SIZE, description="One of THUMBNAIL_SIZES, in px.")
+    ],
+    session: SessionDep,
+    user: CurrentUser,
+    page: Annotated[int, Query(ge=1, le=MAX_THUMBNAIL_PAGES)] = 1,
+) -> Response:
+    """One thumbnail (its longest side `size` px) of a page, made by the latest thumbnails
+    job of the document; 404 says which sizes exist or that no job made them yet."""
+    document = documents.get_owned(session=session, owner=user, upload_id=document_id)
+    data, media = thumbnail_store.read_single(get_settings(), document, size=size, page=page)
+    return Response(content=data, media_type=media)
 
 
 @router.post(
     "/{document_id}/ocr",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=responses.submits(NotFoundError),
+    responses=responses.submits(NotFoundError, InvalidInputError),
 )
 def start_ocr(
     document_id: ResourceId,
@@ -129,6 +160,7 @@ def start_ocr(
     """Text of every page (job result) and a searchable PDF (job download)."""
     document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     request = body or OcrRequest()
+    languages.check_languages(get_settings(), request.languages)
     extra = {"languages": request.languages} if request.languages else {}
     return _start(session, user, document, "ocr", extra)
 
