@@ -1014,6 +1014,70 @@ def test_bulk_skips_refused_and_malformed_recipients_with_the_reason(
     assert nobody.status_code == 422 and "no recipient can be mailed" in nobody.json()["detail"]
 
 
+def test_mail_without_an_smtp_server_is_refused_at_submit(
+    service: Service, auth: dict[str, str]
+) -> None:
+    set_settings(service.settings.model_copy(update={"SMTP_HOST": ""}))
+    try:
+        single = _mail(service, auth, "ok@example.com")
+        bulk = service.client.post(
+            "/notifications/bulk",
+            headers=auth,
+            json={"subject": "s", "body": "b", "recipients": [{"email": "ok@example.com"}]},
+        )
+    finally:
+        set_settings(service.settings)
+    for response in (single, bulk):
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert "no SMTP server is configured" in detail
+        assert all(name in detail for name in ("SMTP_HOST", "SMTP_PORT", "MAIL_FROM"))
+
+
+def test_a_template_variable_missing_from_the_context_is_refused_at_submit(
+    service: Service, auth: dict[str, str], module_smtp: SmtpServer
+) -> None:
+    single = service.client.post(
+        "/notifications/email",
+        headers=auth,
+        json={
+            "to": "ok@example.com",
+            "subject": "Invoice {{ number }}",
+            "body": "Dear {{ name }}, {{ note | default('') }}",
+            "context": {"name": "Ada"},
+        },
+    )
+    assert single.status_code == 422, single.text
+    detail = single.json()["detail"]
+    assert "'number'" in detail and "ok@example.com" in detail and "'name'" not in detail
+    builtin = service.client.post(
+        "/notifications/email",
+        headers=auth,
+        json={"to": "ok@example.com", "template": "report_ready", "context": {"title": "t"}},
+    )
+    assert builtin.status_code == 422
+    assert "'download_url', 'job_id'" in builtin.json()["detail"]
+
+    prefix = f"{service.db_kind}-vars"
+    recipients = [
+        {"email": f"{prefix}-a@example.com", "context": {"name": "Ada"}},
+        {"email": f"{prefix}-b@example.com"},
+    ]
+    bulk = service.client.post(
+        "/notifications/bulk",
+        headers=auth,
+        json={"subject": "Hi {{ email }}", "body": "Dear {{ name }}", "recipients": recipients},
+    )
+    assert bulk.status_code == 202, bulk.text
+    job = service.wait(bulk.json()["job_id"], auth)
+    assert job["status"] == "completed", job
+    by_email = {r["email"]: r for r in job["result"]["recipients"]}
+    skipped = by_email[f"{prefix}-b@example.com"]
+    assert skipped["status"] == "skipped" and "'name'" in skipped["error"]
+    assert f"{prefix}-b@example.com" in skipped["error"]
+    assert set(delivered_to(module_smtp.recorder, prefix)) == {f"{prefix}-a@example.com"}
+
+
 def test_daily_recipient_cap_answers_429_with_retry_after(service: Service) -> None:
     headers = service.headers(service.token())
     other = service.headers(service.token())

@@ -17,7 +17,12 @@ from pydantic.config import JsonDict
 from app.core.errors import InvalidInputError
 from app.core.schemas import StrictModel
 from app.notifications.email import normalise_address
-from app.notifications.templates import TemplateProblem, available_templates, compile_template
+from app.notifications.templates import (
+    MailTemplate,
+    TemplateProblem,
+    available_templates,
+    compile_template,
+)
 
 MAX_BULK_RECIPIENTS = 10_000
 MAX_EMAIL_RECIPIENTS = 50
@@ -83,8 +88,9 @@ class _MailBody(StrictModel):
             raise ValueError("'html_body' goes with 'body' (a template has its own HTML)")
         return self
 
-    def check_template(self) -> None:
-        """Compile the template, or raise `InvalidInputError` (422) with the compiler's word.
+    def check_template(self) -> MailTemplate:
+        """Compile the template and return it, or raise `InvalidInputError` (422) with the
+        compiler's word.
 
         Not a validator: validation runs on the event loop, and compiling 700 kB of template
         takes a while. Routes call this from their worker thread (sync routes run in the
@@ -92,7 +98,7 @@ class _MailBody(StrictModel):
         linear in the body's length, which the field limits bound; rendering is the worker's.
         """
         try:
-            compile_template(
+            return compile_template(
                 subject=self.subject,
                 template=self.template,
                 body=self.body,

@@ -29,6 +29,7 @@ from jinja2 import (
     Template,
     TemplateError,
     TemplateNotFound,
+    meta,
     nodes,
 )
 
@@ -57,6 +58,13 @@ class MailTemplate:
     subject: Template
     text: Template
     html: Template | None = None
+    variables: frozenset[str] = frozenset()
+    """What the parts read from the context (not counting `x is defined` or
+    `x | default(...)`, which a template may leave out): checked at submit (`missing`)."""
+
+    def missing(self, context: dict[str, Any]) -> list[str]:
+        """The variables this context lacks, sorted; rendering with it would fail."""
+        return sorted(name for name in self.variables if name not in context)
 
     def render(
         self,
@@ -108,8 +116,9 @@ def limits_of(settings: Settings) -> Limits:
     )
 
 
-def _user_template(env: BudgetedEnvironment, source: str) -> Template:
-    """A template sent by a caller: parsed, refused if it reaches for other files, compiled.
+def _user_template(env: BudgetedEnvironment, source: str) -> tuple[Template, frozenset[str]]:
+    """A template sent by a caller: parsed, refused if it reaches for other files, compiled;
+    with the variables it needs.
 
     Never evaluated (see `sandbox.py`), so this costs time linear in `source`, whose tokens
     the environment caps (`MAX_TOKENS`): under a second at worst.
@@ -121,7 +130,44 @@ def _user_template(env: BudgetedEnvironment, source: str) -> Template:
             f"the template does not compile: {tag} is not allowed in a template sent "
             "through the API (use the built-in 'template' instead)"
         )
-    return env.from_string(tree)
+    needed = _needed(env, tree)
+    return env.from_string(tree), needed
+
+
+_OPTIONAL_TESTS = frozenset({"defined", "undefined"})
+_OPTIONAL_FILTERS = frozenset({"default", "d"})
+
+
+def _needed(env: BudgetedEnvironment, tree: nodes.Template) -> frozenset[str]:
+    """The context variables a parsed template reads (Jinja's `find_undeclared_variables`),
+    less the environment's globals, names the template guards itself (`x is defined`,
+    `x | default(...)`: a StrictUndefined fails only on an unguarded read) and names it
+    defines anywhere (a macro calling itself reads its own name before Jinja counts it as
+    declared): only a certain failure is refused at submit."""
+    defined = {macro.name for macro in tree.find_all(nodes.Macro)} | {
+        name.name for name in tree.find_all(nodes.Name) if name.ctx in ("store", "param")
+    }
+    guarded = {
+        node.node.name
+        for node in tree.find_all((nodes.Test, nodes.Filter))
+        if isinstance(node.node, nodes.Name)
+        and node.name in (_OPTIONAL_TESTS if isinstance(node, nodes.Test) else _OPTIONAL_FILTERS)
+    }
+    undeclared = meta.find_undeclared_variables(tree)
+    return frozenset(undeclared - guarded - defined - set(env.globals))
+
+
+@lru_cache(maxsize=32)
+def _builtin_needs(name: str) -> frozenset[str]:
+    text_env, _ = _environments()
+    needed: set[str] = set()
+    for part in (f"{name}.subject.txt", f"{name}.txt", f"{name}.html"):
+        try:
+            source, _, _ = FileSystemLoader(TEMPLATE_DIR).get_source(text_env, part)
+        except TemplateNotFound:
+            continue
+        needed |= _needed(text_env, text_env.parse(source))
+    return frozenset(needed)
 
 
 @lru_cache(maxsize=1)
@@ -161,7 +207,12 @@ def load_template(name: str) -> MailTemplate:
         subject = text_env.get_template(f"{name}.subject.txt")
     except TemplateNotFound:
         subject = text_env.from_string("")
-    return MailTemplate(subject=subject, text=text_env.get_template(f"{name}.txt"), html=html)
+    return MailTemplate(
+        subject=subject,
+        text=text_env.get_template(f"{name}.txt"),
+        html=html,
+        variables=_builtin_needs(name),
+    )
 
 
 def compile_template(
@@ -184,14 +235,21 @@ def compile_template(
             base = load_template(template)
         else:
             assert body is not None
+            text, needed = _user_template(text_env, body)
+            html: Template | None = None
+            if html_body:
+                html, html_needs = _user_template(html_env, html_body)
+                needed |= html_needs
             base = MailTemplate(
-                subject=text_env.from_string(""),
-                text=_user_template(text_env, body),
-                html=_user_template(html_env, html_body) if html_body else None,
+                subject=text_env.from_string(""), text=text, html=html, variables=needed
             )
         if subject is not None:
+            own, subject_needs = _user_template(text_env, subject)
             base = MailTemplate(
-                subject=_user_template(text_env, subject), text=base.text, html=base.html
+                subject=own,
+                text=base.text,
+                html=base.html,
+                variables=base.variables | subject_needs,
             )
     except TemplateProblem:
         raise
