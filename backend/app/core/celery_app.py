@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery, signals
-from celery.schedules import crontab
 from kombu.entity import Queue
 
 from app.core import metrics_celery, redis_transport, startup
@@ -47,22 +46,13 @@ defined in the module of its queue (`app.services.task_base` checks this at impo
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The cleanup, health check and daily report are schedule rows (`app.schedules`), fired
+    once per due time by whichever relay pass ticks first; beat drives the relay. What stays
+    here is safe to run from several beats: the relay (compare-and-set) and host gauges."""
     return {
-        "cleanup-old-report-jobs": {
-            "task": _REPORT_TASKS + "cleanup_old_report_jobs",
-            "schedule": crontab(minute="0"),
-        },
-        "health-check": {
-            "task": _MONITORING_TASKS + "health_check",
-            "schedule": timedelta(seconds=settings.HEALTH_CHECK_SECONDS),
-        },
         "system-metrics": {
             "task": _MONITORING_TASKS + "collect_system_metrics",
             "schedule": timedelta(seconds=60),
-        },
-        "daily-metrics-report": {
-            "task": _MONITORING_TASKS + "daily_metrics_report",
-            "schedule": crontab(hour="0", minute="5"),
         },
         "relay-outbox": {
             "task": _MONITORING_TASKS + "relay_outbox",

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     VISIBILITY_MARGIN_SECONDS: float = 300.0
     BEAT_RELAY_SECONDS: float = 15.0
     HEALTH_CHECK_SECONDS: float = 300.0
+    SCHEDULE_MAX_FAILURES: int = 3
+    """A report schedule whose runs fail this many times in a row pauses itself (app/schedules)."""
     CIRCUIT_BREAKER_COOLDOWN_SECONDS: float = 10.0
 
     # Embedded (local) executor

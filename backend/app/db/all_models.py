@@ -12,6 +12,7 @@ from app.jobs.models import ReportJob
 from app.monitoring.models import DailyStats
 from app.notifications.models import MailDelivery
 from app.reports.models import Dataset
+from app.schedules.models import Schedule, ScheduleFiring
 from app.users.models import ApiToken, User
 from app.webhooks.models import WebhookDelivery
 
@@ -24,6 +25,8 @@ __all__ = [
     "Document",
     "MailDelivery",
     "ReportJob",
+    "Schedule",
+    "ScheduleFiring",
     "User",
     "WebhookDelivery",
     "metadata",

@@ -124,7 +124,10 @@ KINDS: dict[str, JobKind] = {
 }
 
 
-PERIODIC_PATHS: tuple[str, ...] = ("app.webhooks.sender:deliver_due",)
+PERIODIC_PATHS: tuple[str, ...] = (
+    "app.webhooks.sender:deliver_due",
+    "app.schedules.tick:tick_due",  # the periodic duties and report schedules, once each
+)
 """Domain duties every relay pass runs, each called with the settings (dotted paths, like
 handlers: `jobs` imports no domain package)."""
 
