@@ -20,7 +20,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from sqlalchemy.orm import Session
 
 from app.api.errors import status_of
-from app.core.config import Settings
+from app.core.config import Settings, set_settings
 from app.db.session import session_scope
 from app.documents.jobs import run_ocr, run_thumbnails
 from app.documents.models import Document
@@ -545,6 +545,26 @@ def test_single_thumbnails_by_size(
     assert service.client.get(f"{url}/256", headers=other_auth).status_code == 404
     assert service.client.delete(f"/documents/{document_id}", headers=auth).status_code == 204
     assert service.client.get(f"{url}/256", headers=auth).status_code == 404
+
+
+def test_health_ready_lists_the_optional_features_that_are_off(service: Service) -> None:
+    missing = service.settings.model_copy(update={"TESSERACT_CMD": "/nonexistent/tesseract"})
+    set_settings(missing)
+    try:
+        response = service.client.get("/health/ready")
+    finally:
+        set_settings(service.settings)
+    assert response.status_code == 200, response.text  # informative: still ready
+    features = response.json()["features"]
+    assert set(features) == {"ocr", "email", "celery", "rq"}
+    assert features["ocr"]["on"] is False
+    assert "TESSERACT_CMD=/nonexistent/tesseract" in features["ocr"]["why"]
+    assert "apt install tesseract-ocr" in features["ocr"]["why"]
+    assert features["email"]["on"] is False and "SMTP_HOST" in features["email"]["why"]
+    assert not features["celery"]["on"] and "redis-server" in features["celery"]["why"]
+    if shutil.which("tesseract"):
+        again = service.client.get("/health/ready").json()["features"]["ocr"]
+        assert again["on"] is True and "eng" in again["why"]
 
 
 @pytest.mark.parametrize(

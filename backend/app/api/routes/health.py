@@ -5,25 +5,35 @@ can be accepted *and run* as configured: the database answers `SELECT 1` and the
 that JOB_BACKEND names (for `auto`: the preferred configured one, Celery then RQ, or the
 embedded executor when no broker is configured) answers its ping, each within a timeout.
 Otherwise 503, with the failing part named. Falling back to a lesser backend keeps jobs from
-being lost, but it is not the configured service, so it is reported as not ready.
+being lost, but it is not the configured service, so it is reported as not ready. `features`
+lists the optional features (OCR, e-mail, Celery, RQ) and why each is on or off on this host
+(`monitoring/features.py`), without affecting the status.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from app.core.config import get_settings
 from app.db.session import get_engine
 from app.jobs.dispatch import Dispatcher, get_dispatcher
+from app.monitoring.features import optional_features
 from app.monitoring.health import CheckResult, check_backend, check_database, check_storage
 from app.storage import get_store
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 DB_TIMEOUT_SECONDS = 2.0
+
+
+class FeatureRead(BaseModel):
+    on: bool
+    why: str
 
 
 class CheckRead(BaseModel):
@@ -43,6 +53,9 @@ class Readiness(BaseModel):
     waiting: list[str] = []
     """Why jobs may wait although the service is up: a broker down (jobs wait in the outbox),
     a queue no worker consumes. Informative: they do not make the service unready."""
+    features: dict[str, FeatureRead] = {}
+    """The optional features (`ocr`, `email`, `celery`, `rq`) on this host, each with why it
+    is on or off and what it needs. Informative: one that is off does not make it unready."""
 
 
 _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -108,6 +121,9 @@ def ready(request: Request) -> JSONResponse:
         },
     }
     body["waiting"] = dispatcher.waiting_summary()
+    body["features"] = {
+        name: asdict(feature) for name, feature in optional_features(get_settings()).items()
+    }
     if failing:
         body["failing"] = failing
         body["detail"] = "; ".join(
