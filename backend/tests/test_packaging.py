@@ -145,3 +145,22 @@ def test_pdf_fonts_ship_with_the_package(venv: Path, tmp_path: Path) -> None:
     }, names
     data = out.read_bytes()
     assert b"+DejaVuSans" in data and b"+DroidSansFallback" in data
+
+
+def test_docs_assets_ship_with_the_package(venv: Path, tmp_path: Path) -> None:
+    """/docs and /redoc are served from package data (no CDN): the installed app has them,
+    with their licences."""
+    names = [
+        "swagger-ui/swagger-ui-bundle.js",
+        "swagger-ui/swagger-ui.css",
+        "swagger-ui/favicon-32x32.png",
+        "swagger-ui/LICENSE",
+        "redoc/redoc.standalone.js",
+        "redoc/LICENSE",
+    ]
+    code = (
+        "import pathlib, sys, app; root = pathlib.Path(app.__file__).parent / 'static'; "
+        "print(*(int((root / n).stat().st_size > 0) for n in sys.argv[1:]))"
+    )
+    out = _run([str(venv / "python"), "-c", code, *names], tmp_path, _clean_env())
+    assert out.split() == ["1"] * len(names), out
