@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, Template
 
 from app.reports import charts
+from app.reports.locale_style import current
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DASH = "\u2013"
@@ -34,7 +35,7 @@ def _num(value: Any) -> str:
         v = float(value)
         if not math.isfinite(v):
             return DASH
-        return f"{v:,.0f}" if abs(v) >= 1000 or v == int(v) else f"{v:,.2f}"
+        return current().number(v, 0 if abs(v) >= 1000 or v == int(v) else 2)
     return html.escape(str(value))
 
 
@@ -42,7 +43,7 @@ def _pct(value: float | None) -> str:
     if value is None:
         return DASH
     cls = "pos" if value > 0 else "neg" if value < 0 else ""
-    return f'<span class="{cls}">{value:+.1f}%</span>'
+    return f'<span class="{cls}">{html.escape(current().percent(value, signed=True))}</span>'
 
 
 def _heat(value: float | None) -> str:

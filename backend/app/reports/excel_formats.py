@@ -8,8 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import xlsxwriter
+from babel.dates import get_date_format
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
+
+from app.reports.locale_style import NumberStyle, current
 
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 
@@ -43,11 +46,34 @@ class CellFormats:
         )
         self.section = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1e3a8a"})
         self.label = wb.add_format({"bold": True})
+        style = current()  # the report's locale and currency (`app.reports.locale_style`)
+        date_code = "yyyy-mm-dd" if style.iso_dates else excel_date_code(style.locale)
         self.integer = wb.add_format({"num_format": "#,##0"})
-        self.number = wb.add_format({"num_format": "#,##0.00"})
+        # Excel shows separators in its reader's own locale; the currency symbol and the
+        # order of day, month and year are the report's.
+        self.number = wb.add_format({"num_format": money_code(style)})
         self.percent = wb.add_format({"num_format": "0.0%"})
-        self.date = wb.add_format({"num_format": "yyyy-mm-dd"})
-        self.datetime = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self.date = wb.add_format({"num_format": date_code})
+        self.datetime = wb.add_format({"num_format": f"{date_code} hh:mm:ss"})
+
+
+def money_code(style: NumberStyle) -> str:
+    """Excel's number format for measures: with the currency symbol when there is one."""
+    if not style.currency:
+        return "#,##0.00"
+    symbol = '"' + style.currency_symbol.replace('"', "") + '"'
+    between = " " if style.symbol_space else ""
+    if style.symbol_first:
+        return f"{symbol}{between}#,##0.00"
+    return f"#,##0.00{between}{symbol}"
+
+
+def excel_date_code(locale: str) -> str:
+    """The locale's short date pattern (CLDR: dd.MM.yy, y/MM/dd...) as an Excel date code,
+    with four-digit years: dd.mm.yyyy, yyyy/mm/dd."""
+    pattern = str(get_date_format("short", locale=locale).pattern)
+    pattern = re.sub(r"y+", "yyyy", pattern)
+    return re.sub(r"M+", lambda m: "mm" if len(m.group(0)) >= 2 else "m", pattern)
 
 
 def write_value(

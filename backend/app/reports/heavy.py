@@ -22,6 +22,7 @@ from app.jobs.context import ArtifactFile, JobContext, JobOutput
 from app.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
 from app.reports.datasets import OpenedDataset, open_dataset
 from app.reports.errors import InvalidReportRequest
+from app.reports.locale_style import using
 from app.reports.params import ReportParams
 from app.reports.progress import Progress
 from app.reports.queries import filter_sql
@@ -116,30 +117,31 @@ def run(ctx: JobContext) -> JobOutput:
         p = _staged(ctx, p, work)
         ds = _open(ctx, p, work, progress)
         try:
-            if kind == "pdf":
-                from app.reports.pdf import PDF_MIME, build_pdf
+            with using(p.style()):  # numbers, dates, money for the audience
+                if kind == "pdf":
+                    from app.reports.pdf import PDF_MIME, build_pdf
 
-                out = ctx.temp_path(".pdf")
-                result = build_pdf(ds, p, out, progress)
-                artifact = ArtifactFile(out, PDF_MIME, _download_name(p.title, ".pdf"))
-            elif kind == "excel":
-                from app.reports.excel import XLSX_MIME, build_excel
+                    out = ctx.temp_path(".pdf")
+                    result = build_pdf(ds, p, out, progress)
+                    artifact = ArtifactFile(out, PDF_MIME, _download_name(p.title, ".pdf"))
+                elif kind == "excel":
+                    from app.reports.excel import XLSX_MIME, build_excel
 
-                out = ctx.temp_path(".xlsx")
-                result = build_excel(ds, p, out, progress, scratch_dir=work)
-                artifact = ArtifactFile(out, XLSX_MIME, _download_name(p.title, ".xlsx"))
-            elif kind == "analysis":
-                from app.reports.analysis import analyze
-                from app.reports.analysis_html import render_html
+                    out = ctx.temp_path(".xlsx")
+                    result = build_excel(ds, p, out, progress, scratch_dir=work)
+                    artifact = ArtifactFile(out, XLSX_MIME, _download_name(p.title, ".xlsx"))
+                elif kind == "analysis":
+                    from app.reports.analysis import analyze
+                    from app.reports.analysis_html import render_html
 
-                result = analyze(ds, p, progress)
-                progress.stage(90, 99, "Rendering the page")
-                out = ctx.temp_path(".html")
-                render_html(result, out, generated=_now(), filters=p.filters_text())
-                artifact = ArtifactFile(out, HTML_MIME, _download_name(p.title, ".html"))
-                result = _fit_result(result)
-            else:
-                raise PermanentJobError(f"unknown heavy report type {kind!r}")
+                    result = analyze(ds, p, progress)
+                    progress.stage(90, 99, "Rendering the page")
+                    out = ctx.temp_path(".html")
+                    render_html(result, out, generated=_now(), filters=p.filters_text())
+                    artifact = ArtifactFile(out, HTML_MIME, _download_name(p.title, ".html"))
+                    result = _fit_result(result)
+                else:
+                    raise PermanentJobError(f"unknown heavy report type {kind!r}")
         finally:
             ds.close()
         ctx.progress(100, "Done")

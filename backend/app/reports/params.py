@@ -13,6 +13,7 @@ from typing import Any
 
 from app.reports.demo_datasets import columns_of_demo
 from app.reports.errors import InvalidReportRequest
+from app.reports.locale_style import DEFAULT_LOCALE, PLAIN, NumberStyle, style_for
 from app.reports.schemas import DEFAULT_DETAIL_ROWS, DemoDatasetRef
 
 
@@ -32,6 +33,14 @@ class ReportParams:
     filters: list[dict[str, Any]]
     period: str = "month"
     detail_rows: int = DEFAULT_DETAIL_ROWS
+    locale: str | None = None
+    currency: str | None = None
+
+    def style(self) -> NumberStyle:
+        """How this report prints numbers, dates and money (`app.reports.locale_style`)."""
+        if self.locale is None and self.currency is None:
+            return PLAIN
+        return style_for(self.locale or DEFAULT_LOCALE, self.currency)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ReportParams:
@@ -66,6 +75,8 @@ class ReportParams:
             filters=list(params.get("filters") or []),
             period=str(params.get("period") or "month"),
             detail_rows=int(params.get("detail_rows", DEFAULT_DETAIL_ROWS)),
+            locale=params.get("locale"),
+            currency=params.get("currency"),
         )
 
     def filters_text(self) -> str:

@@ -16,7 +16,14 @@ from app.reports import charts
 from app.reports.params import ReportParams
 from app.reports.pdf_fonts import SANS, SANS_BOLD
 from app.reports.pdf_styles import ACCENT, LINE, ZEBRA
-from app.reports.pdf_text import clip, decimals_of, esc, fmt_growth, fmt_number, fmt_pct, fmt_sums
+from app.reports.pdf_text import (
+    clip,
+    esc,
+    fmt_growth,
+    fmt_measure,
+    fmt_pct,
+    fmt_sums,
+)
 from app.reports.summary import GroupTable, Summary, TrendRow
 from app.reports.value_format import display, period_label
 
@@ -104,9 +111,14 @@ def totals_table(summary: Summary, p: ReportParams, width: float) -> Table:
     data: list[list[Any]] = [["Measure", "Total", "Average", "Min", "Max"]]
     for m in p.measures:
         t = summary.totals[m]
-        d = decimals_of(p, m)
         data.append(
-            [m, fmt_number(t.sum, d), fmt_number(t.avg), fmt_number(t.min, d), fmt_number(t.max, d)]
+            [
+                m,
+                fmt_measure(p, m, t.sum),
+                fmt_measure(p, m, t.avg, decimals=2),  # an average of counts has cents
+                fmt_measure(p, m, t.min),
+                fmt_measure(p, m, t.max),
+            ]
         )
     first = width * 0.28
     return striped_table(data, [first] + [(width - first) / 4] * 4)
@@ -156,7 +168,7 @@ def groups_table(table: GroupTable, summary: Summary, p: ReportParams, width: fl
             *fmt_sums(p, r.sums, len(measures)),
         ]
         if measures:
-            line.append(fmt_number(r.avgs[0]))
+            line.append(fmt_measure(p, p.measures[0], r.avgs[0], decimals=2))
         line.append(fmt_pct(summary.share(r.sums[0] if p.measures else float(r.count))))
         data.append(line)
     return striped_table(data, first_and_rest(width, first, len(header)))

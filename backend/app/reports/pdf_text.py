@@ -8,6 +8,7 @@ from typing import Any
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from app.reports.columns import column_kind
+from app.reports.locale_style import current
 from app.reports.params import ReportParams
 from app.reports.pdf_fonts import SANS
 
@@ -23,14 +24,14 @@ def fmt_number(value: Any, decimals: int = 2) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
-        return f"{value:,}"
+        return current().integer(value)
     try:
         v = float(value)
     except (TypeError, ValueError):
         return str(value)
     if not math.isfinite(v):
         return ""
-    return f"{v:,.{decimals}f}"
+    return current().number(v, decimals)
 
 
 def decimals_of(p: ReportParams, measure: str) -> int:
@@ -40,17 +41,25 @@ def decimals_of(p: ReportParams, measure: str) -> int:
 
 def fmt_sums(p: ReportParams, sums: list[float | None], n: int) -> list[str]:
     """The first `n` measures' sums, each with its measure's decimals."""
-    return [
-        fmt_number(v, decimals_of(p, m)) for m, v in zip(p.measures[:n], sums[:n], strict=False)
-    ]
+    return [fmt_measure(p, m, v) for m, v in zip(p.measures[:n], sums[:n], strict=False)]
+
+
+def fmt_measure(p: ReportParams, measure: str, value: Any, decimals: int | None = None) -> str:
+    """A measure's sum, extreme or average (`decimals` 2): money in the report's currency,
+    unless the measure counts things (an integer column)."""
+    counts = decimals_of(p, measure) == 0
+    places = decimals_of(p, measure) if decimals is None else decimals
+    if p.currency and not counts and isinstance(value, int | float) and math.isfinite(value):
+        return current().money(float(value), places)
+    return fmt_number(value, places)
 
 
 def fmt_pct(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}%"
+    return "" if value is None else current().percent(value)
 
 
 def fmt_growth(value: float | None) -> str:
-    return "" if value is None else f"{value:+.1f}%"
+    return "" if value is None else current().percent(value, signed=True)
 
 
 def clip(text: str, width: float, font: str = SANS, size: float = 8) -> str:

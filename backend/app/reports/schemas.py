@@ -124,6 +124,19 @@ class HeavyReportRequest(StrictModel):
     detail_rows: JsonInt = Field(default=DEFAULT_DETAIL_ROWS, ge=0, le=MAX_DETAIL_ROWS)
     notify: Literal["email"] | None = None
     webhook_url: str | None = WEBHOOK_URL_FIELD
+    locale: str | None = Field(
+        default=None,
+        max_length=35,
+        pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$",
+        description="Number, date and currency formats of the audience (a CLDR tag: en, de, "
+        "fr, ja, de-CH...). Omitted: 1,234.56 and ISO dates.",
+    )
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code (EUR, USD, JPY): the measures' sums and averages print as "
+        "money in it (integer measures, such as counts, stay plain numbers).",
+    )
 
     @field_validator("filters", mode="before")
     @classmethod

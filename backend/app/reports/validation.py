@@ -13,6 +13,7 @@ from typing import Any
 from app.reports.columns import is_numeric, is_temporal, require_column
 from app.reports.demo_datasets import DEMO_DATASETS
 from app.reports.errors import InvalidReportRequest
+from app.reports.locale_style import DEFAULT_LOCALE, style_for
 from app.reports.queries import filter_sql
 from app.reports.schemas import DemoDatasetRef, HeavyReportRequest
 
@@ -105,6 +106,8 @@ def validate_request(
 
     filters = [f.model_dump() for f in request.filters]
     filter_sql(filters, columns)  # raises on a bad column or value
+    if request.locale is not None or request.currency is not None:
+        style_for(request.locale or DEFAULT_LOCALE, request.currency)  # raises UnknownLocale
 
     dataset = request.dataset.model_dump()
     label = dataset_label or (f"demo '{demo.name}'" if demo else "uploaded dataset")
@@ -120,4 +123,6 @@ def validate_request(
         "period": request.period,
         "detail_rows": request.detail_rows,
         "notify": request.notify,
+        "locale": request.locale,
+        "currency": request.currency,
     }

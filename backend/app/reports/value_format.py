@@ -10,6 +10,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from app.reports.locale_style import current
+
 
 def period_label(start: date, period: str) -> str:
     """The name of the period starting on `start`: 2024, 2024-Q1, 2024-01, or the date."""
@@ -27,9 +29,9 @@ def display(value: Any) -> str:
     if value is None:
         return "(blank)"
     if isinstance(value, float):
-        return f"{value:,.4g}"
+        return current().short(value)
     if isinstance(value, datetime | date):
-        return value.isoformat()
+        return current().date(value)
     return str(value)
 
 
