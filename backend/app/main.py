@@ -17,6 +17,7 @@ from app.api.routes import (
     health,
     notifications,
     reports,
+    schedules,
     webhooks,
 )
 from app.api.routes import metrics as metrics_route
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(reports.router)
     app.include_router(webhooks.router)
+    app.include_router(schedules.router)
     app.include_router(datasets.router)
     app.include_router(documents.router)
     app.include_router(notifications.router)

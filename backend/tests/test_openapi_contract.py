@@ -26,7 +26,9 @@ for the operations whose acceptance depends on content no JSON Schema can state:
 - 422 from POST /reports/dummy and /reports/heavy: a `webhook_url` must resolve, and only to
   public addresses (`webhooks/target.py`);
 - 422 from POST /notifications/*: who a user may mail (`notifications/policy.py`: a
-  non-admin only their own address) and, in bulk, that at least one address is valid.
+  non-admin only their own address) and, in bulk, that at least one address is valid;
+- 422 from POST and PATCH /schedules: a cron expression and a time zone must exist, and only
+  one of `cron` and `interval_seconds` be given (`schedules/timing.py`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ CONTENT_DECIDES = [
     ("/reports/heavy", ["422"]),
     ("/notifications/email", ["422"]),
     ("/notifications/bulk", ["422"]),
+    ("/schedules", ["422"]),
 ]
 """POST operations whose schema-valid requests may still be refused (module docstring)."""
 
@@ -92,6 +95,13 @@ def _config(token: str) -> schemathesis.Config:
         }
         for path, statuses in CONTENT_DECIDES
     ]
+    operations.append(
+        {
+            "include-method": "PATCH",
+            "include-path": "/schedules/{schedule_id}",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
+        }
+    )
     return schemathesis.Config.from_dict(
         {
             "seed": SEED,

@@ -178,6 +178,8 @@ def _submit(
             params=params,
         )
     except (DomainError, LookupError) as exc:
+        if firing.manual and isinstance(exc, DomainError):
+            raise  # run now: the caller is told (429, 503), and nothing is recorded
         # Not submitted (over a quota, no backend for the kind...): a failure of this firing.
         message = exc.message if isinstance(exc, DomainError) else str(exc)
         outcome = f"not submitted: {message}"
