@@ -9,6 +9,7 @@ import pytest
 
 from app.db.base import utcnow
 from app.db.session import session_scope
+from app.users import token_cache
 from app.users.models import ApiToken
 from app.users.store import issue_token, list_tokens, revoke_token
 from tests.conftest import Service
@@ -86,6 +87,8 @@ def test_expired_and_revoked_tokens_get_401(service: Service) -> None:
         row = session.get(ApiToken, expiring.token_id)
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
+    # An expiry moved behind the API's back is seen within AUTH_CACHE_SECONDS; not waited for.
+    token_cache.forget_all()
     response = service.client.get("/reports/jobs", headers=headers)
     assert response.status_code == 401
     assert "expired" in response.json()["detail"]
@@ -97,3 +100,27 @@ def test_expired_and_revoked_tokens_get_401(service: Service) -> None:
         assert revoke_token(session=session, token_id=newest.id)
     response = service.client.get("/reports/jobs", headers=service.headers(token))
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
+
+
+def test_a_remembered_token_still_sees_its_expiry_and_forgets_after_the_ttl() -> None:
+    from app.users.store import user_for_token
+
+    with session_scope() as session:
+        issued = issue_token(
+            session=session, name=f"cache-{uuid.uuid4().hex[:8]}", expires_in=timedelta(days=1)
+        )
+    with session_scope() as session:
+        user = user_for_token(session=session, token=issued.token, cache_seconds=5)
+        assert user is not None and user.id == issued.user.id
+        session.execute(ApiToken.__table__.delete().where(ApiToken.id == issued.token_id))
+    with session_scope() as session:  # within the TTL: from memory, no query
+        cached = user_for_token(session=session, token=issued.token, cache_seconds=5)
+        assert cached is not None and cached.name == issued.user.name
+        assert user_for_token(session=session, token=issued.token, cache_seconds=1e-9) is None
+    token_cache.remember(
+        "digest-of-expired", issued.user, expires_at=utcnow() - timedelta(seconds=1)
+    )
+    hit = token_cache.recall("digest-of-expired", 5)
+    assert hit is not None and hit[1] is not None
+    token_cache.forget_all()
+    assert token_cache.recall("digest-of-expired", 5) is None

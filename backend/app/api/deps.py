@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -40,17 +40,12 @@ def _missing_token() -> HTTPException:
     )
 
 
-def optional_user(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User | None:
-    """The caller if a bearer token was sent (a wrong one is still a 401), else None."""
-    if credentials is None:
-        return None
-    if credentials.scheme.lower() != "bearer":
-        raise _missing_token()
+def resolve_user(session: Session, token: str) -> User:
+    """The user of a bearer token (remembered for `AUTH_CACHE_SECONDS`), or the 401."""
     try:
-        user = user_for_token(session=session, token=credentials.credentials)
+        user = user_for_token(
+            session=session, token=token, cache_seconds=get_settings().AUTH_CACHE_SECONDS
+        )
     except TokenExpired as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -63,6 +58,19 @@ def optional_user(
             detail=f"Invalid or revoked token. {TOKEN_HELP}",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return user
+
+
+def optional_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User | None:
+    """The caller if a bearer token was sent (a wrong one is still a 401), else None."""
+    if credentials is None:
+        return None
+    if credentials.scheme.lower() != "bearer":
+        raise _missing_token()
+    user = resolve_user(session, credentials.credentials)
     session.commit()
     return user
 
@@ -93,3 +101,34 @@ async def storing_user(session: SessionDep, user: CurrentUser) -> User:
 
 
 StoringUser = Annotated[User, Depends(storing_user)]
+
+
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The bearer token of a request, unchecked (no I/O: on the event loop); none is a 401."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _missing_token()
+    return credentials.credentials
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+T = TypeVar("T")
+
+
+def as_caller(token: str, work: Callable[[Session, User], T], storing: bool = False) -> T:
+    """One unit of work for the caller of `token`: resolve them (from memory, usually), check
+    the stored-bytes quota if the route stores, and run `work`, all in one session."""
+    with session_scope() as session:
+        user = resolve_user(session, token)
+        if storing:
+            settings = get_settings()
+            if not known_under(user.id, settings):
+                check_stored_bytes(session, user.id, settings)
+        return work(session, user)
+
+
+async def in_one_hop(token: str, work: Callable[[Session, User], T], *, storing: bool = False) -> T:
+    """`as_caller` in one trip to the thread pool: what an async hot-path route awaits, in
+    place of a hop for the session, one for the caller and one for the handler."""
+    return await run_in_threadpool(as_caller, token, work, storing)

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # is open (bind the API privately or set it).
     METRICS_TOKEN: SecretStr = SecretStr("")
     PROMETHEUS_MULTIPROC_DIR: Path | None = None
+    # How long an API process remembers which user a bearer token belongs to (no query per
+    # request): a token revoked elsewhere stops working within this time; 0 turns it off.
+    AUTH_CACHE_SECONDS: float = Field(default=5.0, ge=0, le=60)
 
     # Flower
     FLOWER_USER: str = ""

@@ -17,9 +17,12 @@ from app.users.models import User
 class ReportJob(Base):
     __tablename__ = "report_jobs"
     __table_args__ = (
-        Index("ix_report_jobs_owner_created", "owner_id", "created_at"),
-        # Per-user quotas and fair shares count a user's jobs by status (app/jobs/admission.py).
-        Index("ix_report_jobs_owner_status", "owner_id", "status"),
+        # A user's list page, newest first (the order by created_at desc, id of
+        # app/jobs/store/reads.py, read off the index: no sort of the user's jobs).
+        Index("ix_report_jobs_owner_created_id", "owner_id", "created_at", "id"),
+        # Per-user quotas and fair shares count a user's jobs by status (app/jobs/admission.py);
+        # a list page filtered by status reads it newest first.
+        Index("ix_report_jobs_owner_status_created", "owner_id", "status", "created_at", "id"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
         # Recently finished jobs with a webhook to send (app/webhooks/store.py).
@@ -27,7 +30,7 @@ class ReportJob(Base):
         # The event watcher's one query per tick: rows changed in the last seconds.
         Index("ix_report_jobs_updated", "updated_at"),
         # An admin's listing of everyone's jobs, newest first.
-        Index("ix_report_jobs_created", "created_at"),
+        Index("ix_report_jobs_created", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

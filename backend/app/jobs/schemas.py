@@ -140,6 +140,12 @@ class JobRead(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobRead]
-    total: int
+    total: int = Field(
+        description="How many jobs match the filters, exact up to 1,000; past that 1,000 and "
+        "`total_capped` is true (page on until a page comes back short)."
+    )
+    total_capped: bool = Field(
+        default=False, description="True when more than 1,000 jobs match: `total` is a floor."
+    )
     limit: int
     offset: int

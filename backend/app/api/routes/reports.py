@@ -6,9 +6,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from app.api import responses
-from app.api.deps import CurrentUser, OptionalUser, SessionDep, StoringUser, require_user
+from app.api.deps import (
+    BearerToken,
+    CurrentUser,
+    OptionalUser,
+    SessionDep,
+    StoringUser,
+    in_one_hop,
+    require_user,
+)
 from app.api.paging import Limit, Offset
 from app.api.params import CreatedAfter, CreatedBefore, JobType, ResourceId
 from app.core.config import get_settings
@@ -30,6 +39,7 @@ from app.jobs.store import reads
 from app.jobs.submit import accept_job
 from app.reports.dataset_params import prepare_heavy_params
 from app.reports.schemas import DummyReportRequest, HeavyReportRequest
+from app.users.models import User
 from app.webhooks.target import job_params
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTHENTICATED)
@@ -41,16 +51,19 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTH
     response_model=JobAccepted,
     responses=responses.submits(),
 )
-def create_dummy_report(
-    session: SessionDep,
-    user: StoringUser,
+async def create_dummy_report(
+    token: BearerToken,
     body: Annotated[DummyReportRequest | None, Body()] = None,
 ) -> JobAccepted:
     """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded."""
     request = body or DummyReportRequest()
-    params = job_params(request.model_dump(exclude={"webhook_url"}), request.webhook_url)
-    accepted = accept_job(session=session, owner=user, job_type="dummy", params=params)
-    return JobAccepted.model_validate(accepted)
+
+    def submit(session: Session, user: User) -> JobAccepted:
+        params = job_params(request.model_dump(exclude={"webhook_url"}), request.webhook_url)
+        accepted = accept_job(session=session, owner=user, job_type="dummy", params=params)
+        return JobAccepted.model_validate(accepted)
+
+    return await in_one_hop(token, submit, storing=True)
 
 
 @router.post(
@@ -72,9 +85,8 @@ def create_heavy_report(
 
 
 @router.get("/jobs", response_model=JobList)
-def list_jobs(
-    session: SessionDep,
-    user: CurrentUser,
+async def list_jobs(
+    token: BearerToken,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     job_type: JobType = None,
     created_after: CreatedAfter = None,
@@ -83,30 +95,41 @@ def list_jobs(
     offset: Offset = 0,
 ) -> JobList:
     """The caller's jobs, newest first; an admin sees everyone's, each with its `owner`."""
-    page = reads.list_jobs(
-        session=session,
-        user=user,
-        status=status_filter.value if status_filter else None,
-        job_type=job_type,
-        created_after=created_after,
-        created_before=created_before,
-        limit=limit,
-        offset=offset,
-    )
-    return JobList(
-        items=[
-            JobRead.model_validate(job).model_copy(update={"owner": page.owners.get(job.owner_id)})
-            for job in page.items
-        ],
-        total=page.total,
-        limit=limit,
-        offset=offset,
-    )
+
+    def page_of(session: Session, user: User) -> JobList:
+        page = reads.list_jobs(
+            session=session,
+            user=user,
+            status=status_filter.value if status_filter else None,
+            job_type=job_type,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            offset=offset,
+        )
+        return JobList(
+            items=[
+                JobRead.model_validate(job).model_copy(
+                    update={"owner": page.owners.get(job.owner_id)}
+                )
+                for job in page.items
+            ],
+            total=page.total,
+            total_capped=page.total_capped,
+            limit=limit,
+            offset=offset,
+        )
+
+    return await in_one_hop(token, page_of)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead, responses=responses.errors(NotFoundError))
-def get_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> JobRead:
+async def get_job(job_id: ResourceId, token: BearerToken) -> JobRead:
     """The DB row, reconciled with the backend's own view while the job is live."""
+    return await in_one_hop(token, lambda session, user: _read_job(session, user, job_id))
+
+
+def _read_job(session: Session, user: User, job_id: str) -> JobRead:
     job = reads.get_owned_job(session=session, user=user, job_id=job_id)
     dispatcher = get_dispatcher()
     update: dict[str, Any] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
@@ -76,10 +76,16 @@ def owner_name(*, session: Session, user: User, job: ReportJob) -> str | None:
     return owner.name if owner is not None else None
 
 
+TOTAL_CAP = 1000
+"""A list's `total` is exact up to this many jobs; past it, `total_capped` says so. Counting
+stops there, so a page costs the same for a user with 100 jobs or 100,000."""
+
+
 @dataclass(frozen=True)
 class JobPage:
     items: list[ReportJob]
     total: int
+    total_capped: bool = False
     owners: dict[int, str] = field(default_factory=dict)
     """The user name of each owner on the page."""
 
@@ -110,11 +116,17 @@ def list_jobs(
         conditions.append(ReportJob.status == status)
     if job_type:
         conditions.append(ReportJob.job_type == job_type)
-    total = session.scalar(select(func.count()).select_from(ReportJob).where(*conditions)) or 0
+    # A bounded count: at most TOTAL_CAP + 1 index entries read, whatever the table holds.
+    capped = (
+        select(literal(1)).select_from(ReportJob).where(*conditions).limit(TOTAL_CAP + 1)
+    ).subquery()
+    counted = session.scalar(select(func.count()).select_from(capped)) or 0
+    # Newest first, ties by id descending: the order of the (owner_id, [status,] created_at,
+    # id) indexes read backwards, so the page comes off the index without a sort.
     rows = session.scalars(
         select(ReportJob)
         .where(*conditions)
-        .order_by(ReportJob.created_at.desc(), ReportJob.id)
+        .order_by(ReportJob.created_at.desc(), ReportJob.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
@@ -124,7 +136,12 @@ def list_jobs(
         if ids
         else {}
     )
-    return JobPage(items=list(rows), total=total, owners=owners)
+    return JobPage(
+        items=list(rows),
+        total=min(counted, TOTAL_CAP),
+        total_capped=counted > TOTAL_CAP,
+        owners=owners,
+    )
 
 
 def cancel_job(*, session: Session, job: ReportJob) -> ReportJob:
