@@ -49,7 +49,7 @@ def _fill(rows: int, caller_id: int) -> None:
     for start in range(0, rows, chunk):
         values = []
         for n in range(start, min(rows, start + chunk)):
-            created = now - timedelta(days=5, seconds=n)
+            created = now - timedelta(days=5) + timedelta(seconds=n * 0.3)  # within retention
             values.append({
                 "id": new_id(), "owner_id": caller_id if n % 10 == 0 else owners[n % 99],
                 "job_type": "dummy", "queue": "default", "status": "completed",
