@@ -229,7 +229,8 @@ def test_200_open_streams_cost_one_query_per_tick(live: Live) -> None:
     """Statements per second of this API process (the relay's passes included; the workers
     are other processes) with no stream, then with 200 streams open on running jobs."""
     auth = live.token()
-    jobs = [live.submit(auth, 12) for _ in range(4)]
+    # Long enough to outlast opening 200 streams on a loaded machine; cancelled at the end.
+    jobs = [live.submit(auth, 50) for _ in range(4)]
     latencies: list[float] = []
     received = [0]
     opened = [0]
@@ -268,7 +269,11 @@ def test_200_open_streams_cost_one_query_per_tick(live: Live) -> None:
 
     with counting_statements() as counted:
         idle, idle_watcher = statements_per_second(counted, 4.0)
-        busy, busy_watcher = asyncio.run(scenario(counted))
+        try:
+            busy, busy_watcher = asyncio.run(scenario(counted))
+        finally:
+            for job_id in jobs:
+                httpx.post(f"{live.url}/reports/jobs/{job_id}/cancel", headers=auth, timeout=10)
     latencies.sort()
     median = latencies[len(latencies) // 2] if latencies else float("nan")
     print(
