@@ -22,6 +22,8 @@ from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
+from app.reports.locale_style import current
+
 # ReportLab validates every attribute assignment on chart objects by default, a development
 # aid that costs about a fifth of chart rendering time; our charts are fixed code.
 rl_config.shapeChecking = 0
@@ -54,13 +56,14 @@ def fmt_short(value: float) -> str:
         return ""
     sign = "-" if value < 0 else ""
     v = abs(float(value))
+    style = current()  # the report's decimal and group separators
     for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if v >= limit:
             text = f"{v / limit:.1f}".rstrip("0").rstrip(".")
-            return f"{sign}{text}{suffix}"
+            return f"{sign}{text.replace('.', style.decimal)}{suffix}"
     if v >= 100 or v == int(v):
-        return f"{sign}{v:,.0f}"
-    return f"{sign}{v:.2f}".rstrip("0").rstrip(".")
+        return f"{sign}{style.number(v, 0)}"
+    return f"{sign}{v:.2f}".rstrip("0").rstrip(".").replace(".", style.decimal)
 
 
 def _clip(label: str, n: int) -> str:
@@ -251,7 +254,7 @@ def pie_chart(
     legend.dx = legend.dy = 7
     legend.deltay = 12
     legend.colorNamePairs = [
-        (PALETTE[i % len(PALETTE)], f"{_clip(name, 24)}  {100 * v / total:.1f}%")
+        (PALETTE[i % len(PALETTE)], f"{_clip(name, 24)}  {current().percent(100 * v / total)}")
         for i, (name, v) in enumerate(pairs)
     ]
     drawing.add(legend)
