@@ -22,9 +22,7 @@ def test_celery_job_stream_from_submit_to_completion(tmp_path: Path) -> None:
         auth = service.headers(service.token())
         # The stack's TestClient runs the app's lifespan; uvicorn serves the same app.
         with serving(service.client.app, lifespan="off") as url:
-            response = httpx.post(
-                url + "/reports/dummy", json={"delay_seconds": 2.5}, headers=auth
-            )
+            response = httpx.post(url + "/reports/dummy", json={"delay_seconds": 2.5}, headers=auth)
             assert response.status_code == 202, response.text
             assert response.json()["backend"] == "celery"
             job_id = response.json()["job_id"]

@@ -85,9 +85,7 @@ KEYS = (QUEUE, *(f"{QUEUE}\x06\x16{step}" for step in (3, 6, 9)))
 def _waiting(settings: Settings) -> list[str]:
     """Task ids of the messages waiting in the Celery queue, every priority list."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    return [
-        json.loads(raw)["headers"]["id"] for key in KEYS for raw in client.lrange(key, 0, -1)
-    ]
+    return [json.loads(raw)["headers"]["id"] for key in KEYS for raw in client.lrange(key, 0, -1)]
 
 
 def _lose(settings: Settings, job_id: str) -> None:
