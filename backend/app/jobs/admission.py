@@ -9,11 +9,12 @@ Per user, counted in the job table (so every API process and host sees the same 
   retrying). One more is accepted but waits `pending` for a slot, released fairly across
   users by `app.jobs.fairness`; it is never refused.
 
-One statement answers all three. Each count is bounded by its own limit (the indexes on
-`(owner_id, status)` and `(owner_id, created_at)` find the rows), so it costs the same with a
-million finished jobs in the table. A limit of 0 turns its check off; with all three off no
-query runs. Two submissions at the same instant may both pass a limit by one: a quota here
-is a guard against a flood, not an accounting of the last job.
+One statement answers all three. Each count stops at its own cap (a LIMIT inside it; the
+indexes on `(owner_id, status)` and `(owner_id, created_at)` find the rows), so it costs the
+same with a million finished jobs in the table, or a thousand stuck in a queue. A limit of
+0 turns its check off; with all three off no query runs. Two submissions at the same
+instant may both pass a limit by one: a quota here is a guard against a flood, not an
+accounting of the last job.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     func,
+    literal,
     select,
 )
 from sqlalchemy.orm import Session
@@ -67,11 +69,17 @@ def admit(session: Session, owner_id: int, settings: Settings) -> Admission:
     active_cap = settings.QUOTA_ACTIVE_JOBS
     if queued_cap <= 0 and rate_cap <= 0 and active_cap <= 0:
         return ADMIT_NOW
-    row = session.execute(_usage_statement(), {"owner": owner_id}).one()
-    active, waiting, recent, oldest_recent, now = row.tuple()
-    if queued_cap > 0 and active + waiting >= queued_cap:
+    caps = {
+        "owner": owner_id,
+        "active_cap": max(active_cap, 0),
+        "queued_cap": max(queued_cap, 0),
+        "rate_cap": max(rate_cap, 0),
+    }
+    row = session.execute(_usage_statement(), caps).one()
+    active, unfinished, recent, oldest_recent, now = row.tuple()
+    if queued_cap > 0 and unfinished >= queued_cap:
         raise QuotaExceeded(
-            f"too many unfinished jobs: you have {active + waiting}, the limit is {queued_cap} "
+            f"too many unfinished jobs: you have {unfinished}, the limit is {queued_cap} "
             "(QUOTA_QUEUED_JOBS); wait for some to finish or cancel them "
             "(POST /reports/jobs/{job_id}/cancel)",
             retry_after=30,
@@ -94,30 +102,34 @@ def _until_window_frees(oldest: datetime | None, now: datetime | None) -> int:
 OWNER: BindParameter[int] = bindparam("owner", type_=Integer)
 
 
-def _count(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
-    return (
-        select(func.count())
+def _count_upto(limit: str, *conditions: ColumnElement[bool]) -> ScalarSelect[int]:
+    """How many of the owner's rows match, counting no further than the bound `limit`: the
+    caller only compares with its cap, so a user with a huge backlog (jobs stuck `queued`
+    while no worker runs, say) costs no more than one at the cap."""
+    rows = (
+        select(literal(1))
         .select_from(ReportJob)
         .where(ReportJob.owner_id == OWNER, *conditions)
-        .scalar_subquery()
+        .limit(bindparam(limit, type_=Integer))
+        .subquery()
     )
+    return select(func.count()).select_from(rows).scalar_subquery()
 
 
 @cache
 def _usage_statement() -> Select[int, int, int, datetime, datetime]:
-    """(active, waiting, created in the window, oldest creation in it, the database's now).
-
-    Built once: the hot path only binds the owner."""
+    """(active, unfinished, created in the window, oldest creation in it, the database's
+    now), each count bounded by its cap. Built once: the hot path binds the owner and caps."""
     window = ReportJob.created_at >= db_now(-WINDOW_SECONDS)
-    oldest = (
+    oldest = (  # one seek on (owner_id, created_at)
         select(func.min(ReportJob.created_at))
         .where(ReportJob.owner_id == OWNER, window)
         .scalar_subquery()
     )
     return select(
-        _count(ReportJob.status.in_([str(s) for s in ACTIVE])),
-        _count(ReportJob.status == S.PENDING),
-        _count(window),
+        _count_upto("active_cap", ReportJob.status.in_([str(s) for s in ACTIVE])),
+        _count_upto("queued_cap", ReportJob.status.in_([str(s) for s in (S.PENDING, *ACTIVE)])),
+        _count_upto("rate_cap", window),
         oldest,
         db_now(),
     )
