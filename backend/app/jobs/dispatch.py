@@ -93,6 +93,14 @@ class Dispatcher:
             breaker.success()
         return S.QUEUED, name
 
+    def could_take(self, kind: JobKind) -> bool:
+        """Whether some backend of `kind` is worth trying now. Unlike `first_usable` it reads
+        the breakers without spending a half-open breaker's one trial."""
+        return any(
+            name not in self.breakers or not self.breakers[name].is_open
+            for name in self.candidates(kind)
+        )
+
     def usable(self, name: str) -> bool:
         breaker = self.breakers.get(name)
         return breaker is None or breaker.usable()

@@ -56,7 +56,7 @@ def next_to_release(
     """The outbox jobs that could go to a backend now, in turns, and their owners' active
     counts. Only kinds that some backend would take now: a heavy job waiting for the Celery
     broker must not hold its owner's other jobs back (head-of-line blocking)."""
-    kinds = [name for name, kind in KINDS.items() if dispatcher.first_usable(kind) is not None]
+    kinds = [name for name, kind in KINDS.items() if dispatcher.could_take(kind)]
     if not kinds:
         return [], {}
     cap = settings.QUOTA_ACTIVE_JOBS
