@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api import console
 from app.api.errors import BodySizeLimit, install_error_handlers
 from app.api.routes import (
     datasets,
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         json_limit=settings.MAX_JSON_BODY_BYTES,
         upload_limit=settings.MAX_UPLOAD_BYTES,
         # Only these take multipart and large bodies; every other route gets the JSON limit.
-        upload_routes=[("POST", "/datasets"), ("POST", "/documents")],
+        upload_routes=[("POST", "/datasets"), ("POST", "/documents"), ("POST", "/ui/datasets")],
         # 10,000 recipients with their template contexts do not fit in the default limit.
         json_limits_by_path={"/notifications/bulk": max(settings.MAX_JSON_BODY_BYTES, 8 << 20)},
     )
@@ -98,4 +99,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(docs.router)
     app.mount(docs.STATIC_URL, docs.static_files(), name="static")
+    console.install(app)
     return app

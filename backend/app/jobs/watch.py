@@ -42,6 +42,8 @@ TICK_SECONDS = 0.25
 """How often the watcher looks, while any stream is open: the events' added latency."""
 WINDOW_SECONDS = 5.0
 """How far back each look reaches (a transaction may commit this long after its stamp)."""
+EVERY_OWNER = 0
+"""The owner id an admin's stream follows: every user's jobs (no user has id 0)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,11 @@ class JobWatcher:
             latest[job_id] = change
             if version <= self.handed.get(job_id, 0):
                 continue
-            for sub in (*self.by_job.get(job_id, ()), *self.by_owner.get(change.owner_id, ())):
+            for sub in (
+                *self.by_job.get(job_id, ()),
+                *self.by_owner.get(change.owner_id, ()),
+                *self.by_owner.get(EVERY_OWNER, ()),
+            ):
                 sub.queue.put_nowait(change)
         self.handed, self.latest = handed, latest
 
@@ -233,17 +239,18 @@ def _since(last_id: str | None) -> datetime | None:
 
 
 def _owner_rows_since(owner_id: int, since: datetime) -> list[Change]:
+    mine = [] if owner_id == EVERY_OWNER else [ReportJob.owner_id == owner_id]
     stmt = (
         select(ReportJob, User.name)
         .join(User, User.id == ReportJob.owner_id)
-        .where(ReportJob.owner_id == owner_id, ReportJob.updated_at > since)
+        .where(*mine, ReportJob.updated_at > since)
         .order_by(ReportJob.updated_at)
     )
     with session_scope() as session:
         return [
             Change(
                 job=JobRead.model_validate(job).model_copy(update={"owner": name}),
-                owner_id=owner_id,
+                owner_id=job.owner_id,
                 updated_at=job.updated_at,
             )
             for job, name in session.execute(stmt).tuples()
@@ -252,7 +259,8 @@ def _owner_rows_since(owner_id: int, since: datetime) -> list[Change]:
 
 async def follow_owner(owner_id: int, last_id: str | None) -> AsyncIterator[Event]:
     """Every change of `owner_id`'s jobs from now on (or since `last_id`, a `stamp_id`),
-    each job's versions in order. It does not end: the client closes it."""
+    each job's versions in order; `EVERY_OWNER` follows everyone's (an admin's console).
+    It does not end: the client closes it."""
     watcher = get_watcher()
     sub = watcher.subscribe(owner_id=owner_id)
     try:

@@ -43,7 +43,7 @@ def _watched_job(job_id: ResourceId, session: SessionDep, user: CurrentUser) -> 
     return snapshot, job.owner_id
 
 
-def _sse(event: watch.Event) -> ServerSentEvent:
+def as_sse(event: watch.Event) -> ServerSentEvent:
     return ServerSentEvent(event=event.kind, id=event.id, raw_data=event.job.model_dump_json())
 
 
@@ -61,7 +61,7 @@ async def job_events(
     job, owner_id = watched
     last = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     async for event in watch.follow_job(job, owner_id, last):
-        yield _sse(event)
+        yield as_sse(event)
 
 
 @router.get(
@@ -75,4 +75,4 @@ async def my_job_events(
     """Every status change and progress step of the caller's jobs (new ones included) from
     now on, or since `Last-Event-ID`. It does not end by itself."""
     async for event in watch.follow_owner(user.id, last_event_id):
-        yield _sse(event)
+        yield as_sse(event)
