@@ -136,6 +136,22 @@ def test_job_stream_from_submit_to_completion(live: Live) -> None:
     assert [e["data"]["status"] for e in again] == ["completed"]
 
 
+def test_heavy_report_events_arrive_in_order(live: Live) -> None:
+    """A PDF report's stages (counting, figures, pages) each reach the stream, in order."""
+    auth = live.token()
+    response = httpx.post(
+        live.url + "/reports/heavy",
+        json={"report_type": "pdf", "dataset": {"rows": 200_000}, "detail_rows": 5_000},
+        headers=auth,
+    )
+    assert response.status_code == 202, response.text
+    job_id = str(response.json()["job_id"])
+    events = read_stream(f"{live.url}/reports/jobs/{job_id}/events", auth)
+    check_job_stream(events, job_id)
+    assert events[-1]["data"]["download_url"]
+    assert events[-1]["data"]["report_type"] == "pdf"
+
+
 def test_last_event_id_resumes_without_repeats(live: Live) -> None:
     auth = live.token()
     job_id = live.submit(auth, 2.5)

@@ -27,5 +27,15 @@ def test_celery_job_stream_from_submit_to_completion(tmp_path: Path) -> None:
             assert response.json()["backend"] == "celery"
             job_id = response.json()["job_id"]
             events = read_stream(f"{url}/reports/jobs/{job_id}/events", auth)
-        check_job_stream(events, job_id)
-        assert events[-1]["data"]["backend"] == "celery"
+            check_job_stream(events, job_id)
+            assert events[-1]["data"]["backend"] == "celery"
+            # A heavy report built by the worker process: its stages stream the same way.
+            response = httpx.post(
+                url + "/reports/heavy",
+                json={"report_type": "pdf", "dataset": {"rows": 1_000_000}, "detail_rows": 5_000},
+                headers=auth,
+            )
+            assert response.status_code == 202, response.text
+            assert response.json()["queue"] == "reports"
+            report_id = response.json()["job_id"]
+            check_job_stream(read_stream(f"{url}/reports/jobs/{report_id}/events", auth), report_id)
