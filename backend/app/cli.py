@@ -7,7 +7,9 @@ reportctl token list [--user NAME]      tokens: id, user, admin, created, last u
                                         expires, revoked (never the token)
 reportctl token revoke ID               revoke a token at once
 reportctl db upgrade                    apply migrations
-reportctl serve [--host H] [--port P]   run the API (embedded executor included)
+reportctl serve [--host H] [--port P] [--workers N]
+                                        run the API (embedded executor included); N API
+                                        processes on one port (default API_WORKERS, 1)
 reportctl submit pdf|excel|analysis --rows N [--wait] [--out FILE]
                                         post a heavy report, show progress, save the file
 """
@@ -15,8 +17,14 @@ reportctl submit pdf|excel|analysis --rows N [--wait] [--out FILE]
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -125,14 +133,52 @@ def _serve(args: argparse.Namespace) -> int:
     from app.core.config import get_settings
 
     settings = get_settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host or settings.HOST,
-        port=args.port or settings.PORT,
-        log_level=settings.LOG_LEVEL.lower(),
-    )
+    workers = args.workers or settings.API_WORKERS
+    host, port = args.host or settings.HOST, args.port or settings.PORT
+    if workers == 1:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level=settings.LOG_LEVEL.lower(),
+        )
+        return 0
+    from app.core import metrics_multiprocess
+
+    # Before uvicorn spawns the workers: they inherit one metrics directory and the seat
+    # file in it (app/jobs/local_executor.py: ExecutorSeat), and remove neither.
+    metrics_multiprocess.share_with_workers(settings)
+    try:
+        uvicorn.run(
+            "app.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=settings.LOG_LEVEL.lower(),
+        )
+    finally:
+        metrics_multiprocess.teardown_multiprocess()
     return 0
+
+
+def worker_app() -> FastAPI:
+    """One uvicorn worker of `serve --workers N`: the app, in a process that gets SIGTERM
+    (a graceful stop, its executor's processes included) when its parent dies, even by
+    SIGKILL: no API worker outlives its `reportctl serve`."""
+    from app.jobs.local_executor import die_with_parent
+    from app.main import create_app
+
+    die_with_parent(os.getppid(), signal.SIGTERM)
+    return create_app()
+
+
+def _workers(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="API processes sharing the port (default API_WORKERS, 1); one of them runs the "
+        "embedded executor's LOCAL_WORKERS processes and the relay",
+    )
     serve.set_defaults(func=_serve)
 
     from app.cli_submit import add_submit_parser

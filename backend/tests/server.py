@@ -58,10 +58,14 @@ def reportctl(*args: str, env: dict[str, str]) -> str:
 class ServerProcess:
     """`reportctl serve` on a free port, with its own environment and log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("serve",)
+    ) -> None:
         self.port = free_port()
         self.env = {**env, "PORT": str(self.port)}
         self.log_path = log_path
+        self.args = args
+        """`reportctl` arguments: e.g. `("serve", "--workers", "2")`."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,7 +73,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        self.proc = spawn_logged([str(BIN / "reportctl"), "serve"], self.env, self.log_path)
+        self.proc = spawn_logged([str(BIN / "reportctl"), *self.args], self.env, self.log_path)
         wait_ready(self.proc, self._live, self.log_path, "server", timeout)
 
     def _live(self) -> bool:
@@ -101,6 +105,17 @@ class ServerProcess:
 def child_pids(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(child) for child in out.split()]
+
+
+def descendants(pid: int) -> list[int]:
+    """Children, their children, and so on."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = child_pids(todo.pop())
+        found.extend(children)
+        todo.extend(children)
+    return found
 
 
 def pid_alive(pid: int) -> bool:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # HTTP
     HOST: str = "127.0.0.1"
     PORT: int = 8000
+    # API processes of one `reportctl serve` (uvicorn workers sharing the port; `--workers`).
+    # One of them runs the embedded executor and the relay's passes (app/jobs/local_executor.py).
+    API_WORKERS: int = Field(default=1, ge=1, le=64)
     MAX_JSON_BODY_BYTES: int = 1024 * 1024
     MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
     PUBLIC_BASE_URL: str = ""

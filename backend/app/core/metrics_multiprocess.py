@@ -12,6 +12,13 @@ the instances. The owner calls `setup_multiprocess` before it starts children; c
 inherit the directory through the environment (a spawned child picks it up when
 `app.core.metrics` is imported, a forked one already has it).
 
+`reportctl serve --workers N` is one instance too: its parent process (uvicorn's supervisor)
+makes the directory and exports it before uvicorn spawns the workers (`share_with_workers`),
+and each worker joins it instead of making its own, so `/metrics` from any worker shows the
+requests and jobs of all of them. A worker that dies leaves its counters (what it counted
+happened) and loses its `live*` gauges at the next scrape; a new process that reuses a dead
+one's pid drops that pid's `live*` files before writing any (`join_inherited`).
+
 This module knows directories, files and pids, not metric objects: `app.core.metrics` asks
 to be told (`on_directory_change`) when it must rebuild them.
 """
@@ -36,6 +43,8 @@ from app.core.config import Settings
 log = logging.getLogger(__name__)
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+SHARED_ENV = "REPORTCTL_SERVE_PID"
+"""Set by `reportctl serve --workers N` to its pid: its own children join its instance."""
 _OWNER_FILE = ".owner"
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
@@ -64,6 +73,7 @@ def join_inherited() -> bool:
     if path is None:
         return False
     path.mkdir(parents=True, exist_ok=True)
+    _drop_live_files(path, os.getpid())  # nothing of ours yet: a dead process had our pid
     # Whatever imported prometheus_client first, values must now go to the files.
     if not getattr(values.ValueClass, "_multiprocess", False):
         _new_file_values()
@@ -74,6 +84,40 @@ def _new_file_values() -> None:
     """A fresh file-backed value class, with its own per-process cache of open files."""
     # prometheus_client leaves MultiProcessValue unannotated.
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def _drop_live_files(path: Path, pid: int) -> None:
+    with contextlib.suppress(OSError):
+        for entry in path.iterdir():
+            match = _LIVE_FILE.match(entry.name)
+            if match and int(match.group(1)) == pid:
+                entry.unlink(missing_ok=True)
+
+
+def shared_instance() -> Path | None:
+    """The instance directory of the `reportctl serve --workers N` whose worker this process
+    is (its parent exported it), else None: this process is an instance of its own.
+
+    The parent's pid must be ours and own the directory, so a process merely started from a
+    worker's environment (a Celery worker launched by hand) never writes into it."""
+    parent = os.environ.get(SHARED_ENV, "")
+    path = multiprocess_dir()
+    if path is None or not parent.isdigit() or int(parent) != os.getppid():
+        return None
+    try:
+        owner = (path / _OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+    return path if owner == parent else None
+
+
+def share_with_workers(settings: Settings) -> Path:
+    """In `reportctl serve --workers N`, before uvicorn spawns the workers: make this process
+    the instance (a fresh directory, dead instances' directories removed) and tell the
+    workers to join it rather than each starting its own."""
+    instance = setup_multiprocess(settings)
+    os.environ[SHARED_ENV] = str(os.getpid())
+    return instance
 
 
 def _base_dir(settings: Settings) -> Path:
@@ -125,6 +169,9 @@ def setup_multiprocess(settings: Settings) -> Path:
     """
     global _instance_dir, _owner_pid
     with _lock:
+        shared = shared_instance()
+        if shared is not None:
+            return _join_shared(shared)
         host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
         base = _base_dir(settings)
         if (
@@ -149,6 +196,21 @@ def setup_multiprocess(settings: Settings) -> Path:
         _owner_pid = os.getpid()
         log.debug("prometheus multiprocess directory: %s", instance)
         return instance
+
+
+def _join_shared(instance: Path) -> Path:
+    """A worker of `reportctl serve --workers N`: write into the parent's directory (the
+    parent removes it when it exits; `teardown_multiprocess` here leaves it)."""
+    global _instance_dir, _owner_pid
+    if _instance_dir != instance:
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            _new_file_values()
+            for hook in _directory_hooks:
+                hook()
+        _instance_dir = instance
+        _owner_pid = os.getppid()
+        log.debug("prometheus multiprocess directory (shared): %s", instance)
+    return instance
 
 
 def teardown_multiprocess() -> None:

@@ -3,22 +3,29 @@
 Processes, not threads, so a CPU-bound report never slows the API. The database is the queue
 (claimed by compare-and-set), so a killed server loses nothing: on the next start the relay
 hands back whatever was left `queued` or `started`.
+
+`ExecutorSeat` decides which API process of a `reportctl serve --workers N` runs it: one,
+so LOCAL_WORKERS means the same whatever N (its docstring says why and how).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import logging
 import multiprocessing as mp
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from typing import Any
 
 from app.core import metrics_multiprocess
@@ -133,20 +140,183 @@ class LocalExecutor:
         return sum(proc.is_alive() for proc in self._procs)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """A worker must not outlive a SIGKILLed server (it would hold jobs nobody watches)."""
+SEAT_FILE = "local-executor.lock"
+"""In the instance directory `reportctl serve --workers N` shares: the seat's lock."""
+
+
+class ExecutorSeat:
+    """Which API process of one `reportctl serve` runs the executor and the relay's passes.
+
+    With `--workers N` a `reportctl serve` is N API processes (uvicorn workers on one port).
+    If each ran its own executor, there would be N x LOCAL_WORKERS job processes (N times
+    the memory and the concurrent reports), so every sizing would change with N; splitting
+    LOCAL_WORKERS over them needs an index uvicorn does not give its workers, and still
+    leaves a job waiting in one process while another's are idle. So they share one seat:
+    an exclusive `flock` on `SEAT_FILE` in the directory the parent made for the instance
+    (`metrics_multiprocess.shared_instance`). The holder runs the executor,
+    LOCAL_WORKERS processes as with a single API process, and the relay's database passes
+    (one pass per interval per `reportctl serve`, as before; the passes are safe to run
+    concurrently, so this only saves work). Every other process serves requests, keeps its
+    own dispatcher's breakers and consumer view current, and tries the seat at each relay
+    tick: when the holder dies the kernel drops its lock, its job processes die with it (the
+    reaper hands their jobs back), and another process takes over within
+    RELAY_INTERVAL_SECONDS. Jobs run once whoever holds it: the claim is a compare-and-set.
+
+    A submit served without the seat wakes an idle job process through a datagram to the
+    holder (an abstract Unix socket named after the lock file); a lost one costs at most
+    LOCAL_POLL_SECONDS, since job processes also poll. Without a shared directory (one API
+    process, or an app built in a test) the seat is simply taken: the behaviour of before.
+    """
+
+    def __init__(self, settings: Settings, directory: Path | None) -> None:
+        self.settings = settings
+        self.executor: LocalExecutor | None = None
+        self._lock_path = directory / SEAT_FILE if directory is not None else None
+        self._address = (
+            "\0reportctl-wake-" + hashlib.sha256(str(self._lock_path).encode()).hexdigest()[:32]
+        )
+        self._lock_fd: int | None = None
+        self._held = False
+        self._mutex = threading.Lock()  # the relay's takeover against a health probe
+        self._stopped = threading.Event()
+        self._sender: socket.socket | None = None
+        self._listener: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        """This process holds the seat: it runs the executor and the relay's passes."""
+        return self._held
+
+    def take(self) -> bool:
+        """Take the seat if it is free; then start the executor and listen for wakes."""
+        with self._mutex:
+            if self._held or self._stopped.is_set():
+                return self._held
+            if self._lock_path is not None and not self._lock(self._lock_path):
+                return False
+            self._held = True
+        if self.settings.LOCAL_WORKERS > 0:
+            self.executor = LocalExecutor(self.settings)
+            self.executor.start()
+            if self._lock_path is not None:
+                self._listen()
+        if self._lock_path is not None:
+            log.info("this API process (pid %d) runs the executor and the relay", os.getpid())
+        return True
+
+    def _lock(self, path: Path) -> bool:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # for a person looking: who holds it
+        self._lock_fd = fd
+        return True
+
+    def _listen(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(self._address)
+        except OSError as exc:  # a holder that is still exiting: the workers poll meanwhile
+            log.warning("executor wake socket not bound (%s): others' jobs wait a poll", exc)
+            sock.close()
+            return
+        sock.settimeout(0.5)
+
+        def forward() -> None:
+            with sock:
+                while not self._stopped.is_set():
+                    try:
+                        sock.recv(16)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if self.executor is not None:
+                        self.executor.wake()
+
+        self._listener = threading.Thread(target=forward, name="executor-wake", daemon=True)
+        self._listener.start()
+
+    def wake(self) -> None:
+        """A job was queued on the embedded backend: nudge an idle job process, wherever."""
+        executor = self.executor
+        if executor is not None:
+            executor.wake()
+            return
+        if self._lock_path is None:
+            return
+        with contextlib.suppress(OSError):  # no holder right now, or its queue is full
+            if self._sender is None:
+                self._sender = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+                )
+            self._sender.sendto(b".", self._address)
+
+    def supervise(self) -> int:
+        """Each relay tick: the holder replaces dead job processes, the others try the seat."""
+        if self.executor is not None:
+            return self.executor.supervise()
+        if not self._held:
+            self.take()
+        return 0
+
+    @property
+    def alive(self) -> int:
+        """Live job processes, for `/health/ready`. A process without the seat cannot count
+        the holder's: LOCAL_WORKERS while the seat is held, 0 while nobody holds it."""
+        with self._mutex:
+            if self._held:
+                return self.executor.alive if self.executor is not None else 0
+            if self._lock_path is None or not self._lock(self._lock_path):
+                return self.settings.LOCAL_WORKERS
+            self._release()  # free: a relay tick of some process takes it
+            return 0
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # drops the flock
+            self._lock_fd = None
+
+    def stop(self) -> None:
+        """Stop the executor first, then free the seat: never two executors' processes."""
+        self._stopped.set()
+        if self.executor is not None:
+            self.executor.stop()
+            self.executor = None
+        if self._listener is not None:
+            self._listener.join(2)
+            self._listener = None
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
+        with self._mutex:
+            self._release()
+            self._held = False
+
+
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
+    """Get `signum` when the parent dies, even by SIGKILL: a job process must not outlive the
+    server (it would hold jobs nobody watches), nor an API worker its `reportctl serve`
+    (SIGTERM: it stops its executor on the way out)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signum)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
-    def watch() -> None:
+    def watch() -> None:  # the parent died before prctl, or prctl is unavailable
         while True:
             if os.getppid() != parent_pid:
-                os._exit(1)
+                if signum == signal.SIGKILL:
+                    os._exit(1)
+                os.kill(os.getpid(), signum)
+                return
             threading.Event().wait(1.0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
@@ -172,7 +342,7 @@ class _SoftTimeLimit:
 
 
 def _worker_main(settings: Settings, wake: Queue[None], stop: Event, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us
     set_settings(settings)
     from app.core.logging import configure_logging

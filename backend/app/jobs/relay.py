@@ -123,11 +123,19 @@ class RelayThread:
     """Runs `relay_once` on a timer inside the API process."""
 
     def __init__(
-        self, settings: Settings, dispatcher: Dispatcher, supervise: Callable[[], int] | None = None
+        self,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        supervise: Callable[[], int] | None = None,
+        sweeps: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
         self.supervise = supervise
+        self.sweeps = sweeps
+        """Whether this process runs `relay_once` now (None: always). The probes and the
+        consumer check run in every process: each API process has its own dispatcher. With
+        `reportctl serve --workers N` one process sweeps (`local_executor.ExecutorSeat`)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
 
@@ -156,7 +164,8 @@ class RelayThread:
                 if time.monotonic() >= next_consumer_check:
                     next_consumer_check = time.monotonic() + self.settings.CONSUMER_CHECK_SECONDS
                     self.dispatcher.refresh_consumers()
-                relay_once(self.settings, self.dispatcher, stale_after=stale)
+                if self.sweeps is None or self.sweeps():
+                    relay_once(self.settings, self.dispatcher, stale_after=stale)
             except Exception:
                 log.warning("relay pass failed", exc_info=True)
             self._stop.wait(self.settings.RELAY_INTERVAL_SECONDS)
