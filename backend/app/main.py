@@ -27,7 +27,7 @@ from app.core.config import Settings, get_settings, set_settings
 from app.core.logging import configure_logging
 from app.core.startup import log_deployment
 from app.jobs.dispatch import Dispatcher, set_dispatcher
-from app.jobs.local_executor import LocalExecutor
+from app.jobs.local_executor import ExecutorSeat
 from app.jobs.registry import initialise_metrics
 from app.jobs.relay import RelayThread
 
@@ -46,15 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics_multiprocess.setup_multiprocess(settings)
         configure_logging(settings)
         log_deployment(settings, "api")
-        executor = LocalExecutor(settings) if settings.LOCAL_WORKERS > 0 else None
-        dispatcher = Dispatcher(settings, wake_local=executor.wake if executor else None)
+        # One API process of a `reportctl serve --workers N` runs the executor and the
+        # relay's passes (ExecutorSeat says why); alone, this process always does.
+        seat = ExecutorSeat(settings, metrics_multiprocess.shared_instance())
+        local = settings.LOCAL_WORKERS > 0
+        dispatcher = Dispatcher(settings, wake_local=seat.wake if local else None)
         set_dispatcher(dispatcher)
         initialise_metrics(dispatcher.backends)  # after the multiprocess set-up above
-        if executor:
-            executor.start()
-        relay = RelayThread(settings, dispatcher, executor.supervise if executor else None)
+        seat.take()
+        relay = RelayThread(settings, dispatcher, seat.supervise, sweeps=lambda: seat.held)
         relay.start()
-        app.state.executor = executor
+        app.state.executor = seat if local else None
         app.state.dispatcher = dispatcher
         log.info(
             "service ready (%s mode, backends: %s)",
@@ -65,8 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             relay.stop()
-            if executor:
-                executor.stop()
+            seat.stop()
             set_dispatcher(None)
 
     app = FastAPI(
