@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from app.core.config import Settings
+from app.core.errors import InvalidInputError
 from app.core.schemas import JsonInt, StrictModel
 from app.documents.thumbnails import MAX_THUMBNAIL_PAGES
 from app.jobs.schemas import JobAccepted
+from app.webhooks.schemas import WEBHOOK_URL_FIELD
+from app.webhooks.target import job_params
 
 
 class DocumentRead(BaseModel):
@@ -47,6 +52,7 @@ class OcrRequest(StrictModel):
         description="Tesseract language codes joined by '+', e.g. 'eng+fra'. "
         "Default: OCR_LANGUAGES.",
     )
+    webhook_url: str | None = WEBHOOK_URL_FIELD
 
 
 class ThumbnailsRequest(StrictModel):
@@ -56,3 +62,18 @@ class ThumbnailsRequest(StrictModel):
         le=MAX_THUMBNAIL_PAGES,
         description="How many leading pages get thumbnails.",
     )
+    webhook_url: str | None = WEBHOOK_URL_FIELD
+
+
+def webhook_params(
+    url: str | None, settings: Settings, *, starts_jobs: bool = True
+) -> dict[str, Any]:
+    """The params a document job's `webhook_url` adds ({} without one), checked at submit
+    (SSRF: 422 naming the field). An upload checks it before storing anything, and only
+    when the upload starts a job: otherwise nothing would ever call it."""
+    if url is not None and not starts_jobs:
+        raise InvalidInputError(
+            "webhook_url: is called when the jobs of an upload end; give it with ocr=true or "
+            "thumbnails=true, or with POST /documents/{id}/ocr or /thumbnails later"
+        )
+    return job_params({}, url, settings)

@@ -146,7 +146,7 @@ def run_bulk_email(ctx: JobContext) -> JobOutput:
 
 
 def report_ready_email_params(
-    *, to: str, job_id: str, download_url: str, title: str
+    *, to: str | list[str], job_id: str, download_url: str, title: str
 ) -> dict[str, Any]:
     """Params of an `email` job announcing a finished report (the queued way to notify)."""
     return {

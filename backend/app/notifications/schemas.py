@@ -23,6 +23,7 @@ from app.notifications.templates import (
     available_templates,
     compile_template,
 )
+from app.webhooks.schemas import WEBHOOK_URL_FIELD
 
 MAX_BULK_RECIPIENTS = 10_000
 MAX_EMAIL_RECIPIENTS = 50
@@ -77,6 +78,7 @@ class _MailBody(StrictModel):
         default=None, max_length=500_000, description="Optional HTML part (autoescaped Jinja2)."
     )
     context: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: str | None = WEBHOOK_URL_FIELD
 
     @model_validator(mode="after")
     def _template_given(self) -> _MailBody:

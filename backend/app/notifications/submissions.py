@@ -1,7 +1,7 @@
 """From a mail request to the params of its job: every check a person can act on happens
 here, before the job exists (an SMTP server configured, template syntax and the variables
-it reads, who the caller may mail and how many today, the attached job), so a mistake is a
-4xx now rather than a failed job later.
+it reads, where a `webhook_url` goes, who the caller may mail and how many today, the attached
+job), so a mistake is a 4xx now rather than a failed job later.
 
 A bulk send skips a malformed or refused recipient, or one whose context lacks a variable
 the template reads, instead of refusing the list; the skipped ones, with their reasons, are
@@ -21,6 +21,7 @@ from app.notifications.attachments import job_attachment
 from app.notifications.schemas import BulkEmailRequest, EmailRequest
 from app.notifications.templates import MailTemplate
 from app.users.models import User
+from app.webhooks.target import job_params as webhook_params
 
 
 def email_params(
@@ -28,6 +29,7 @@ def email_params(
 ) -> dict[str, Any]:
     """The params of one `email` job. Compiles the template: call it off the event loop."""
     check_smtp(settings)
+    hook = webhook_params({}, body.webhook_url, settings)  # before the daily cap's lock
     template = body.check_template()
     assert isinstance(body.to, list)  # the validator made it one
     missing = template.missing(body.context)
@@ -38,13 +40,13 @@ def email_params(
         )
     policy.check_recipients(body.to, user=user, settings=settings)
     policy.check_daily_cap(session, user, len(body.to), settings=settings)
-    params = body.model_dump(exclude={"attach_job_id"}, exclude_none=True)
+    params = body.model_dump(exclude={"attach_job_id", "webhook_url"}, exclude_none=True)
     if body.attach_job_id:
         attachment = job_attachment(
             settings=settings, session=session, owner=user, job_id=body.attach_job_id
         )
         params["attachments"] = [attachment]
-    return params
+    return {**params, **hook}
 
 
 def bulk_params(
@@ -52,8 +54,9 @@ def bulk_params(
 ) -> dict[str, Any]:
     """The params of one `bulk_email` job. Compiles the template: call it off the event loop."""
     check_smtp(settings)
+    hook = webhook_params({}, body.webhook_url, settings)
     template = body.check_template()
-    params = body.model_dump(exclude_none=True)
+    params = body.model_dump(exclude={"webhook_url"}, exclude_none=True)
     complete, incomplete = _with_variables(template, params["recipients"], body.context)
     screened = policy.screen_bulk(
         complete, body.invalid_recipients + incomplete, user=user, settings=settings
@@ -62,7 +65,7 @@ def bulk_params(
     params["recipients"] = screened.recipients
     if screened.skipped:
         params["skipped"] = screened.skipped  # listed in the job's result, never sent
-    return params
+    return {**params, **hook}
 
 
 class SmtpNotConfigured(InvalidInputError):

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.core.schemas import JsonInt, StrictModel
+from app.notifications.email import normalise_address
+from app.notifications.schemas import Address
 from app.reports.schemas import HeavyReportRequest
+from app.schedules.delivery import MAX_RECIPIENTS
 from app.schedules.timing import MIN_INTERVAL_SECONDS
+from app.webhooks.schemas import WEBHOOK_URL_FIELD
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
-Delivery = Literal["none", "email"]
+Delivery = Literal["none", "email", "webhook"]
 CRON_FIELD = Field(
     default=None,
     min_length=9,
@@ -30,8 +34,26 @@ TIMEZONE_FIELD = Field(default="UTC", min_length=1, max_length=64, description="
 DELIVERY_FIELD: Any = Field(
     default="none",
     description="'email': each report's download link is mailed to the owner (the address "
-    "on the owner's user), as `notify: email` does for one report; 'none': fetch it yourself.",
+    "on the owner's user) and to `recipients`, as `notify: email` does for one report; "
+    "'webhook': each final job is POSTed to the report's `webhook_url`; 'none': fetch it "
+    "yourself.",
 )
+RECIPIENTS_FIELD: Any = Field(
+    default=None,
+    max_length=MAX_RECIPIENTS,
+    description="With delivery 'email': who else gets each report's link, besides the owner. "
+    "Each must be an address the owner may mail (their own, a domain in "
+    "MAIL_ALLOWED_DOMAINS; an admin anyone); the daily MAIL_RECIPIENTS_PER_DAY counts them "
+    "at each firing.",
+)
+
+
+def _addresses(value: list[str]) -> list[str]:
+    """Normalised (a malformed address is a 422 naming `recipients`), duplicates dropped."""
+    return list(dict.fromkeys(normalise_address(address) for address in value))
+
+
+Recipients = Annotated[list[Address], AfterValidator(_addresses)]
 
 
 class ScheduleCreate(StrictModel):
@@ -44,6 +66,7 @@ class ScheduleCreate(StrictModel):
     interval_seconds: Interval | None = INTERVAL_FIELD
     timezone: str = TIMEZONE_FIELD
     delivery: Delivery = DELIVERY_FIELD
+    recipients: Recipients | None = RECIPIENTS_FIELD
     paused: bool = False
 
     @model_validator(mode="after")
@@ -55,13 +78,16 @@ class ScheduleCreate(StrictModel):
 
 class ScheduleUpdate(StrictModel):
     """PATCH /schedules/{id}: the fields given change; a new timing replaces the old one.
-    Unpausing clears the failure count and the reason it paused."""
+    Unpausing clears the failure count and the reason it paused. `recipients` replaces the
+    list (a delivery other than 'email' drops it); `webhook_url` null removes it."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     cron: str | None = CRON_FIELD
     interval_seconds: Interval | None = INTERVAL_FIELD
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     delivery: Delivery | None = None
+    recipients: Recipients | None = RECIPIENTS_FIELD
+    webhook_url: str | None = WEBHOOK_URL_FIELD
     paused: bool | None = None
 
     @model_validator(mode="after")
@@ -92,6 +118,8 @@ class ScheduleRead(BaseModel):
     interval_seconds: int | None
     timezone: str
     delivery: Delivery
+    recipients: list[str] = Field(description="Mailed besides the owner (delivery 'email').")
+    webhook_url: str | None = Field(description="The report's, called whatever the delivery.")
     paused: bool
     paused_reason: str | None
     next_due_at: datetime

@@ -1,5 +1,6 @@
-"""Report schedules of the API: create (checked like `POST /reports/heavy`), read, change,
-delete, run now. Only the owner sees a schedule; to anyone else it does not exist."""
+"""Report schedules of the API: create (checked like `POST /reports/heavy`, and its delivery
+by `delivery.check`), read, change, delete, run now. Only the owner sees a schedule; to
+anyone else it does not exist."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.core.errors import NotFoundError
 from app.db.clock import db_now
 from app.reports.dataset_params import prepare_heavy_params
 from app.reports.dataset_store import DatasetNotFound
 from app.reports.errors import InvalidReportRequest
-from app.schedules import tick, timing
+from app.schedules import delivery, tick, timing
 from app.schedules.models import REPORT, Schedule, ScheduleFiring
 from app.schedules.schemas import ScheduleCreate, ScheduleRead, ScheduleUpdate
 from app.users.models import User
+from app.webhooks.target import InvalidWebhookTarget, job_params
 
 RECENT_FIRINGS = 10
 
@@ -30,10 +32,20 @@ class ScheduleNotFound(NotFoundError):
 def create(*, session: Session, owner: User, body: ScheduleCreate, settings: Settings) -> Schedule:
     cron = timing.check_cron(body.cron) if body.cron is not None else None
     timing.zone(body.timezone)
-    _check_delivery(owner, body.delivery)
-    request = body.report.model_copy(
-        update={"notify": "email" if body.delivery == "email" else body.report.notify}
+    mode = body.delivery
+    if mode == "none" and body.report.notify == "email":
+        mode = "email"  # the report's own `notify` asks for mail
+    elif mode == "webhook" and body.report.notify == "email":
+        raise timing.InvalidSchedule(
+            "report.notify: delivery 'webhook' sends no mail; choose delivery 'email' (the "
+            "report's webhook_url is called as well), or leave notify out"
+        )
+    wanted = delivery.check(
+        delivery.Delivery(mode, body.recipients or [], body.report.webhook_url),
+        owner=owner,
+        settings=settings,
     )
+    request = body.report.model_copy(update={"notify": None, "webhook_url": None})
     try:
         params = prepare_heavy_params(
             session=session, owner=owner, request=request, settings=settings
@@ -42,9 +54,7 @@ def create(*, session: Session, owner: User, body: ScheduleCreate, settings: Set
         raise timing.InvalidSchedule(f"report.dataset.dataset_id: {exc.message}") from None
     except InvalidReportRequest as exc:
         raise timing.InvalidSchedule(f"report: {exc.message}") from None
-    from app.webhooks.target import job_params
-
-    params = job_params(params, request.webhook_url, settings)
+    params = _with_webhook(params, wanted.webhook_url, settings, field="report.webhook_url")
     now = _now(session)
     row = Schedule(
         name=body.name,
@@ -53,7 +63,7 @@ def create(*, session: Session, owner: User, body: ScheduleCreate, settings: Set
         cron=cron,
         interval_seconds=body.interval_seconds,
         timezone=body.timezone,
-        params={"job_type": request.report_type, "job_params": params},
+        params=delivery.store({"job_type": request.report_type, "job_params": params}, wanted),
         paused=body.paused,
         next_due_at=timing.next_after(
             cron=cron, interval_seconds=body.interval_seconds, timezone=body.timezone, after=now
@@ -64,12 +74,16 @@ def create(*, session: Session, owner: User, body: ScheduleCreate, settings: Set
     return row
 
 
-def _check_delivery(owner: User, delivery: str) -> None:
-    if delivery == "email" and not owner.email:
-        raise timing.InvalidSchedule(
-            "delivery: 'email' mails the owner, and your user has no address; set it with "
-            "`reportctl token create NAME --email you@example.com`"
-        )
+def _with_webhook(
+    params: dict[str, Any], url: str | None, settings: Settings, *, field: str
+) -> dict[str, Any]:
+    """Job params with the checked `webhook_url` (SSRF), its refusal naming `field`."""
+    params = {k: v for k, v in params.items() if k != "webhook_url"}
+    try:
+        return job_params(params, url, settings)
+    except InvalidWebhookTarget as exc:
+        reason = exc.message.removeprefix("webhook_url: ")
+        raise timing.InvalidSchedule(f"{field}: {reason}") from None
 
 
 def _now(session: Session) -> datetime:
@@ -100,7 +114,14 @@ def list_owned(
     return list(rows), int(total)
 
 
-def update(*, session: Session, owner: User, schedule_id: str, body: ScheduleUpdate) -> Schedule:
+def update(
+    *,
+    session: Session,
+    owner: User,
+    schedule_id: str,
+    body: ScheduleUpdate,
+    settings: Settings | None = None,
+) -> Schedule:
     row = get_owned(session=session, owner=owner, schedule_id=schedule_id)
     given = body.model_fields_set
     if "name" in given and body.name is not None:
@@ -113,16 +134,8 @@ def update(*, session: Session, owner: User, schedule_id: str, body: ScheduleUpd
     if body.timezone is not None:
         timing.zone(body.timezone)
         row.timezone, retime = body.timezone, True
-    if body.delivery is not None:
-        owner_row = session.get(User, row.owner_id)
-        assert owner_row is not None
-        _check_delivery(owner_row, body.delivery)
-        job_params = dict(row.params.get("job_params") or {})
-        if body.delivery == "email":
-            job_params["notify"] = "email"
-        else:
-            job_params.pop("notify", None)
-        row.params = {**row.params, "job_params": job_params}
+    if given & {"delivery", "recipients", "webhook_url"}:
+        row.params = _redeliver(row.params, body, owner=owner, settings=settings or get_settings())
     if body.paused is not None and body.paused != row.paused:
         row.paused, retime = body.paused, retime or not body.paused
         if not body.paused:
@@ -136,6 +149,30 @@ def update(*, session: Session, owner: User, schedule_id: str, body: ScheduleUpd
         )
     session.commit()
     return row
+
+
+def _redeliver(
+    params: dict[str, Any], body: ScheduleUpdate, *, owner: User, settings: Settings
+) -> dict[str, Any]:
+    """The params with the delivery PATCH asks for, checked as at creation."""
+    current = delivery.of(params)
+    mode = body.delivery if body.delivery is not None else current.mode
+    if body.recipients is not None:
+        recipients = body.recipients
+    else:  # kept while the delivery mails, dropped with it
+        recipients = current.recipients if mode == "email" else []
+    given = body.model_fields_set
+    url = body.webhook_url if "webhook_url" in given else current.webhook_url
+    wanted = delivery.check(
+        delivery.Delivery(mode, recipients, url),
+        owner=owner,
+        settings=settings,
+        url_field="webhook_url",
+    )
+    job_params = dict(params.get("job_params") or {})
+    if "webhook_url" in given:
+        job_params = _with_webhook(job_params, url, settings, field="webhook_url")
+    return delivery.store({**params, "job_params": job_params}, wanted)
 
 
 def delete(*, session: Session, owner: User, schedule_id: str) -> None:
@@ -162,12 +199,14 @@ def read(session: Session, row: Schedule) -> ScheduleRead:
         .limit(RECENT_FIRINGS)
     ).all()
     params: dict[str, Any] = row.params
-    job_params = params.get("job_params") or {}
+    delivered = delivery.of(params)
     return ScheduleRead.model_validate(
         {
             **{key: getattr(row, key) for key in ScheduleRead.model_fields if hasattr(row, key)},
             "report_type": str(params.get("job_type")),
-            "delivery": "email" if job_params.get("notify") == "email" else "none",
+            "delivery": delivered.mode,
+            "recipients": delivered.recipients,
+            "webhook_url": delivered.webhook_url,
             "recent_firings": list(firings),
         }
     )

@@ -34,6 +34,7 @@ from app.db.clock import db_now
 from app.db.session import session_scope
 from app.jobs.models import ReportJob
 from app.jobs.states import FINAL_STATUSES, JobStatus
+from app.notifications.report_ready import NOT_SENT
 from app.schedules import duties, timing
 from app.schedules.models import REPORT, Schedule, ScheduleFiring
 from app.users.models import User
@@ -207,8 +208,10 @@ def _submit(
 
 
 def settle(settings: Settings) -> int:
-    """Record the outcome of report firings whose job is final; count failures in a row and
-    pause a schedule after SCHEDULE_MAX_FAILURES of them, saying why."""
+    """Record the outcome of report firings whose job is final (with why its mail was not
+    sent, if it was not); count failures in a row and pause a schedule after
+    SCHEDULE_MAX_FAILURES of them, saying why. A report made but not mailed is no failure:
+    the next firing may mail again (the daily cap), and a pause would not fix a recipient."""
     with session_scope() as session:
         done = session.execute(
             select(
@@ -217,6 +220,7 @@ def settle(settings: Settings) -> int:
                 ReportJob.id,
                 ReportJob.status,
                 ReportJob.error,
+                ReportJob.result[NOT_SENT].as_string(),
             )
             .join(ReportJob, ReportJob.id == ScheduleFiring.job_id)
             .where(
@@ -226,9 +230,11 @@ def settle(settings: Settings) -> int:
             .limit(200)
         ).all()
     settled = 0
-    for firing_id, schedule_id, job_id, status, error in done:
+    for firing_id, schedule_id, job_id, status, error, not_mailed in done:
         ok = status == JobStatus.COMPLETED
         outcome = f"{status} (job {job_id})" + ("" if ok or not error else f": {error}")
+        if not_mailed:  # the report is there; its mail is not (the daily cap, a recipient)
+            outcome += f"; mail not sent: {not_mailed}"
         with session_scope() as session:
             moved = session.execute(
                 update(ScheduleFiring)

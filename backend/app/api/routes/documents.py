@@ -23,6 +23,7 @@ from app.documents.schemas import (
     DocumentUploaded,
     OcrRequest,
     ThumbnailsRequest,
+    webhook_params,
 )
 from app.documents.sniff import ACCEPTED_DESCRIPTION
 from app.documents.store import documents, save_upload
@@ -56,13 +57,27 @@ def upload_document(
     ],
     ocr: Annotated[bool, Form(description="Start an OCR job.")] = False,
     thumbnails: Annotated[bool, Form(description="Start a thumbnails job.")] = False,
+    webhook_url: Annotated[
+        str | None,
+        Form(
+            min_length=8,
+            max_length=2000,
+            pattern=r"^https?://[^\s]+$",
+            description="Called by each job the upload starts, once it is final (README: "
+            "Webhooks); only with ocr or thumbnails.",
+        ),
+    ] = None,
     ocr_query: Annotated[bool, Query(alias="ocr", include_in_schema=False)] = False,
     thumbnails_query: Annotated[bool, Query(alias="thumbnails", include_in_schema=False)] = False,
 ) -> DocumentUploaded:
     """Store a document; its type comes from its content (never its name), then it is decoded
-    to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs."""
+    to catch corrupt files. `ocr=true` / `thumbnails=true` (form fields or query) start jobs,
+    each calling `webhook_url` (checked before the file is stored) when it is final."""
     settings = get_settings()
-    if ocr or ocr_query:  # before storing anything: a refused upload keeps no file
+    starts = {"ocr": ocr or ocr_query, "thumbnails": thumbnails or thumbnails_query}
+    # Before storing anything: a refused upload keeps no file.
+    hook = webhook_params(webhook_url, settings, starts_jobs=any(starts.values()))
+    if starts["ocr"]:
         languages.check_languages(settings, None)
     document = save_upload(
         settings=settings,
@@ -74,10 +89,8 @@ def upload_document(
     documents.commit_saved(settings=settings, session=session, row=document)
     response.headers["Location"] = f"/documents/{document.id}"
     jobs: dict[str, JobAccepted] = {}
-    if ocr or ocr_query:
-        jobs["ocr"] = _start(session, user, document, "ocr", {})
-    if thumbnails or thumbnails_query:
-        jobs["thumbnails"] = _start(session, user, document, "thumbnails", {})
+    for job_type in (name for name, wanted in starts.items() if wanted):
+        jobs[job_type] = _start(session, user, document, job_type, hook)
     return DocumentUploaded(document=DocumentRead.model_validate(document), jobs=jobs)
 
 
@@ -157,12 +170,15 @@ def start_ocr(
     user: StoringUser,
     body: Annotated[OcrRequest | None, Body()] = None,
 ) -> JobAccepted:
-    """Text of every page (job result) and a searchable PDF (job download)."""
+    """Text of every page (job result) and a searchable PDF (job download); `webhook_url` is
+    called when the job is final."""
     document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     request = body or OcrRequest()
-    languages.check_languages(get_settings(), request.languages)
+    settings = get_settings()
+    languages.check_languages(settings, request.languages)
     extra = {"languages": request.languages} if request.languages else {}
-    return _start(session, user, document, "ocr", extra)
+    hook = webhook_params(request.webhook_url, settings)
+    return _start(session, user, document, "ocr", {**extra, **hook})
 
 
 @router.post(
@@ -177,10 +193,12 @@ def start_thumbnails(
     user: StoringUser,
     body: Annotated[ThumbnailsRequest | None, Body()] = None,
 ) -> JobAccepted:
-    """A ZIP of every THUMBNAIL_SIZES size (job download), listed in the job result."""
+    """A ZIP of every THUMBNAIL_SIZES size (job download), listed in the job result;
+    `webhook_url` is called when the job is final."""
     document = documents.get_owned(session=session, owner=user, upload_id=document_id)
     request = body or ThumbnailsRequest()
-    return _start(session, user, document, "thumbnails", {"pages": request.pages})
+    hook = webhook_params(request.webhook_url, get_settings())
+    return _start(session, user, document, "thumbnails", {"pages": request.pages, **hook})
 
 
 def _start(

@@ -1,8 +1,8 @@
 """Notification routes: one e-mail, or a bulk send, as jobs on the notifications queue.
 
-Bodies are checked before the job exists (`notifications/submissions.py`); per-recipient
-problems that only the SMTP server can tell (mailbox unknown, greylisting) are in the bulk
-job's result.
+Bodies are checked before the job exists (`notifications/submissions.py`; a `webhook_url`
+too, called signed once the job is final); per-recipient problems that only the SMTP server
+can tell (mailbox unknown, greylisting) are in the bulk job's result.
 """
 
 from __future__ import annotations

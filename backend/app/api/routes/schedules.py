@@ -1,6 +1,7 @@
 """Report schedules: a heavy report on a cron expression or an interval, in a time zone,
-optionally mailed to its owner. Each firing is an ordinary job (status, retries, quotas and
-downloads as for `POST /reports/heavy`). Only the owner sees a schedule (404 to others)."""
+optionally mailed to its owner and allowed recipients, or POSTed to a webhook. Each firing
+is an ordinary job (status, retries, quotas and downloads as for `POST /reports/heavy`).
+Only the owner sees a schedule (404 to others)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def create_schedule(
     body: ScheduleCreate, session: SessionDep, user: CurrentUser, response: Response
 ) -> ScheduleRead:
     """Checked at once: a bad cron expression or time zone, a dataset that is not yours, an
-    e-mail delivery without an address: 422 naming the field."""
+    e-mail delivery without an address, a recipient you may not mail, a webhook delivery
+    without a `webhook_url` or one to a private address: 422 naming the field."""
     row = store.create(session=session, owner=user, body=body, settings=get_settings())
     response.headers["Location"] = f"/schedules/{row.id}"
     return store.read(session, row)
@@ -67,9 +69,11 @@ def get_schedule(schedule_id: ResourceId, session: SessionDep, user: CurrentUser
 def update_schedule(
     schedule_id: ResourceId, body: ScheduleUpdate, session: SessionDep, user: CurrentUser
 ) -> ScheduleRead:
-    """Rename, retime, change the delivery, pause or resume (a resumed schedule runs at its
-    next due time from now, not the ones it missed while paused)."""
-    row = store.update(session=session, owner=user, schedule_id=schedule_id, body=body)
+    """Rename, retime, change the delivery (checked as at creation), pause or resume (a
+    resumed schedule runs at its next due time from now, not the ones it missed while paused)."""
+    row = store.update(
+        session=session, owner=user, schedule_id=schedule_id, body=body, settings=get_settings()
+    )
     return store.read(session, row)
 
 
