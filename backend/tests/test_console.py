@@ -181,6 +181,18 @@ def test_schedules_are_listed_and_edited(service: Service, me: Browser) -> None:
     assert bad.status_code == 422 and "cron" in bad.text
     zone = me.post(path, {"name": "W", "timing": "cron", "cron": "0 9 * * 1", "timezone": "Mars/X"})
     assert zone.status_code == 422 and "Mars/X" in zone.text
+    refused = me.post(
+        path,
+        {
+            "name": "W",
+            "timing": "cron",
+            "cron": "0 9 * * 1",
+            "timezone": "UTC",
+            "delivery": "email",
+            "recipients": "boss@elsewhere.example",
+        },
+    )
+    assert refused.status_code == 422 and "recipients" in refused.text
     saved = me.post(
         path,
         {

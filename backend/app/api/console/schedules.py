@@ -63,13 +63,20 @@ def schedule_page(
     return _edit_page(request, session, visitor, schedule_id)
 
 
-def update_of(
-    *, name: str, timing: str, cron: str, interval: str, timezone: str, delivery: str, paused: bool
-) -> ScheduleUpdate:
-    """The form as a PATCH body: the timing the form chose, everything else as shown."""
-    body: dict[str, Any] = {"name": name.strip(), "timezone": timezone.strip(), "paused": paused}
-    if delivery:
+def update_of(form: dict[str, str]) -> ScheduleUpdate:
+    """The form as a PATCH body: the timing the form chose, everything else as shown (an
+    empty webhook URL removes it; recipients, one per line or comma, only for e-mail)."""
+    body: dict[str, Any] = {
+        "name": form["name"].strip(),
+        "timezone": form["timezone"].strip(),
+        "paused": form["paused"] == "on",
+        "webhook_url": form["webhook_url"].strip() or None,
+    }
+    if delivery := form["delivery"]:
         body["delivery"] = delivery
+    if delivery == "email":
+        body["recipients"] = form["recipients"].replace(",", " ").split()
+    timing, interval, cron = form["timing"], form["interval_seconds"], form["cron"]
     if timing == "interval":
         text = interval.strip()
         if not text.isdigit():
@@ -92,17 +99,23 @@ def change_schedule(
     interval_seconds: Annotated[str, Form(max_length=20)] = "",
     timezone: Annotated[str, Form(max_length=64)] = "UTC",
     delivery: Annotated[str, Form(max_length=20)] = "",
+    recipients: Annotated[str, Form(max_length=5000)] = "",
+    webhook_url: Annotated[str, Form(max_length=2000)] = "",
     paused: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     try:
         body = update_of(
-            name=name,
-            timing=timing,
-            cron=cron,
-            interval=interval_seconds,
-            timezone=timezone,
-            delivery=delivery,
-            paused=paused == "on",
+            {
+                "name": name,
+                "timing": timing,
+                "cron": cron,
+                "interval_seconds": interval_seconds,
+                "timezone": timezone,
+                "delivery": delivery,
+                "recipients": recipients,
+                "webhook_url": webhook_url,
+                "paused": paused,
+            }
         )
         store.update(session=session, owner=visitor.user, schedule_id=schedule_id, body=body)
     except ValueError as exc:  # pydantic's ValidationError is one
