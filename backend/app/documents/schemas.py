@@ -12,7 +12,7 @@ from app.core.errors import InvalidInputError
 from app.core.schemas import JsonInt, StrictModel
 from app.documents.thumbnails import MAX_THUMBNAIL_PAGES
 from app.jobs.schemas import JobAccepted
-from app.webhooks.schemas import WEBHOOK_URL_FIELD
+from app.webhooks.fields import WEBHOOK_URL_FIELD
 from app.webhooks.target import job_params
 
 

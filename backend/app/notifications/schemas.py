@@ -23,7 +23,7 @@ from app.notifications.templates import (
     available_templates,
     compile_template,
 )
-from app.webhooks.schemas import WEBHOOK_URL_FIELD
+from app.webhooks.fields import WEBHOOK_URL_FIELD
 
 MAX_BULK_RECIPIENTS = 10_000
 MAX_EMAIL_RECIPIENTS = 50

@@ -24,6 +24,7 @@ from pydantic import (
 from app.core.schemas import JsonInt, StrictModel
 from app.reports.columns import column_kind
 from app.reports.demo_datasets import MAX_DEMO_ROWS
+from app.webhooks.fields import WEBHOOK_URL_FIELD
 
 ReportType = Literal["pdf", "excel", "analysis"]
 Period = Literal["day", "week", "month", "quarter", "year"]
@@ -48,14 +49,6 @@ MAX_MEASURES = 10
 MAX_FILTERS = 20
 DEFAULT_DETAIL_ROWS = 1_000
 MAX_DETAIL_ROWS = 100_000
-WEBHOOK_URL_FIELD = Field(
-    default=None,
-    min_length=8,
-    max_length=2000,
-    pattern=r"^https?://[^\s]+$",
-    description="POSTed the job's JSON, signed, once it is final (README: Webhooks). Its host "
-    "must resolve to public addresses only, unless the service sets WEBHOOK_ALLOW_PRIVATE.",
-)
 
 
 class DummyReportRequest(StrictModel):

@@ -13,7 +13,7 @@ from app.notifications.schemas import Address
 from app.reports.schemas import HeavyReportRequest
 from app.schedules.delivery import MAX_RECIPIENTS
 from app.schedules.timing import MIN_INTERVAL_SECONDS
-from app.webhooks.schemas import WEBHOOK_URL_FIELD
+from app.webhooks.fields import WEBHOOK_URL_FIELD
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 Delivery = Literal["none", "email", "webhook"]

@@ -1,27 +1,14 @@
-"""The `webhook_url` field every job submission takes, and what
-`GET /reports/jobs/{id}/webhook-deliveries` shows: the target and every attempt."""
+"""What `GET /reports/jobs/{id}/webhook-deliveries` shows: the target and every attempt."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app.jobs.models import ReportJob
 from app.webhooks import store
-
-WEBHOOK_URL_FIELD: Any = Field(
-    default=None,
-    min_length=8,
-    max_length=2000,
-    pattern=r"^https?://[^\s]+$",
-    description="POSTed the job's JSON, signed, once it is final (README: Webhooks). Its host "
-    "must resolve to public addresses only, unless the service sets WEBHOOK_ALLOW_PRIVATE.",
-)
-"""As on the report requests. The schema checks the shape; `target.job_params`, called by
-every submission, checks where the host resolves (422 naming `webhook_url`)."""
 
 
 class DeliveryRead(BaseModel):
