@@ -30,7 +30,13 @@ from app.schedules.tick import tick
 from app.users.models import User
 from tests.conftest import Service
 from tests.test_notifications import SmtpServer, running_mail_service, running_smtp
-from tests.test_webhooks import SECRET, Receiver, private_refused, signature
+from tests.test_webhooks import (
+    SECRET,
+    Receiver,
+    private_refused,
+    running_receiver,
+    signature,
+)
 
 REPORT = {"report_type": "excel", "dataset": {"source": "demo", "rows": 200}, "title": "Weekly"}
 DAILY_CAP = 40
@@ -46,11 +52,8 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with running_receiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -99,13 +99,22 @@ class Receiver:
         raise AssertionError(f"{path}: {len(self.at(path))} requests, expected {count}")
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    """A `Receiver` serving on a free loopback port until the block ends."""
     server = Receiver()
     server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=DATABASES)

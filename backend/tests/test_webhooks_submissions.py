@@ -20,7 +20,13 @@ from app.core.config import set_settings
 from tests.conftest import Service
 from tests.test_documents import need_tesseract, png_bytes
 from tests.test_notifications import SmtpServer, running_mail_service, running_smtp
-from tests.test_webhooks import SECRET, Receiver, private_refused, signature
+from tests.test_webhooks import (
+    SECRET,
+    Receiver,
+    private_refused,
+    running_receiver,
+    signature,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,11 +42,8 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with running_receiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
