@@ -236,3 +236,6 @@ def test_list_filters_refuse_bad_values_with_a_message(me: Browser) -> None:
     bad_status = me.client.get("/ui/jobs?status=lost")
     assert bad_status.status_code == 422 and "status: not one of" in bad_status.text
     assert me.client.get("/ui/jobs?since=2020-01-01&until=2020-01-02").status_code == 200
+    too_long = me.client.get("/ui/jobs?status=" + "x" * 50)
+    assert too_long.status_code == 422 and "text/html" in too_long.headers["content-type"]
+    assert "status: String should have at most 20 characters" in too_long.text

@@ -8,15 +8,16 @@ page: the sign-in form, or a 403.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from inspect import isawaitable
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
 from app.api.console import auth, jobs, queues, reports, schedules, signin
 from app.api.console.render import page
-from app.api.errors import status_of
 from app.core.errors import DomainError
 
 router = APIRouter(prefix=auth.COOKIE_PATH, include_in_schema=False)
@@ -38,20 +39,33 @@ async def _foreign(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", None, 403, message=str(exc))
 
 
+def _as_page(app: FastAPI, kind: type[Exception], describe: Callable[[Exception], str]) -> None:
+    """On a console page an error of `kind` becomes a page with the API's status and
+    `describe(exc)`; elsewhere the API's JSON answer stays."""
+    api_answer = app.exception_handlers[kind]
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        answer = api_answer(request, exc)
+        response = await answer if isawaitable(answer) else answer
+        if not request.url.path.startswith(f"{auth.COOKIE_PATH}/"):
+            return response
+        return page(request, "error.html", None, response.status_code, message=describe(exc))
+
+    app.add_exception_handler(kind, handler)
+
+
+def _invalid(exc: Exception) -> str:
+    assert isinstance(exc, RequestValidationError)
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def install(app: FastAPI) -> None:
     """After `install_error_handlers`: a domain error on a console page (someone else's job,
-    say) becomes a page with the same status; elsewhere the API's JSON answer stays."""
+    say) or a refused field becomes a page with the same status."""
     app.include_router(router)
     app.add_exception_handler(auth.SignInRequired, _sign_in)
     app.add_exception_handler(auth.ForeignRequest, _foreign)
-    api_answer = app.exception_handlers[DomainError]
-
-    async def domain_error(request: Request, exc: Exception) -> Response:
-        if not request.url.path.startswith(f"{auth.COOKIE_PATH}/") or not isinstance(
-            exc, DomainError
-        ):
-            answer = api_answer(request, exc)
-            return await answer if isawaitable(answer) else answer
-        return page(request, "error.html", None, status_of(exc), message=exc.message)
-
-    app.add_exception_handler(DomainError, domain_error)
+    _as_page(app, DomainError, lambda exc: str(getattr(exc, "message", exc)))
+    _as_page(app, RequestValidationError, _invalid)
