@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from app.core.config import set_settings
 from app.db.session import session_scope
+from app.jobs.schemas import JobRead
 from app.jobs.watch import TICK_SECONDS
 from app.main import create_app
 from app.users.store import create_token
@@ -141,7 +142,7 @@ def test_heavy_report_events_arrive_in_order(live: Live) -> None:
     auth = live.token()
     response = httpx.post(
         live.url + "/reports/heavy",
-        json={"report_type": "pdf", "dataset": {"rows": 200_000}, "detail_rows": 5_000},
+        json={"report_type": "pdf", "dataset": {"rows": 1_000_000}, "detail_rows": 5_000},
         headers=auth,
     )
     assert response.status_code == 202, response.text
@@ -305,3 +306,34 @@ def test_200_open_streams_cost_one_query_per_tick(live: Live) -> None:
     assert busy - busy_watcher < idle + 10, (idle, busy)
     assert received[0] >= STREAMS
     assert median < 1.5
+
+
+def test_a_stream_that_stops_reading_is_ended_not_buffered_forever() -> None:
+    """Past MAX_BACKLOG waiting events the backlog is dropped and the stream told to end
+    (its client resumes by Last-Event-ID), so a reader that stalls costs bounded memory."""
+    from app.jobs import watch
+
+    async def scenario() -> list[object]:
+        sub = watch.Subscription(owner_id=1)
+        job = JobRead.model_validate(
+            {
+                "job_id": "j",
+                "job_type": "dummy",
+                "status": "started",
+                "backend": "local",
+                "queue": "celery",
+                "attempts": 1,
+                "created_at": datetime.now(),
+                "queued_at": None,
+                "started_at": None,
+                "finished_at": None,
+                "error": None,
+                "result": None,
+            }
+        )
+        change = watch.Change(job=job, owner_id=1, updated_at=datetime.now())
+        for _ in range(watch.MAX_BACKLOG + 50):
+            sub.push(change)
+        return [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+
+    assert asyncio.run(scenario()) == [None]

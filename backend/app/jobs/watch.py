@@ -44,6 +44,8 @@ WINDOW_SECONDS = 5.0
 """How far back each look reaches (a transaction may commit this long after its stamp)."""
 EVERY_OWNER = 0
 """The owner id an admin's stream follows: every user's jobs (no user has id 0)."""
+MAX_BACKLOG = 500
+"""Events waiting for one stream before it is ended (the client resumes by Last-Event-ID)."""
 
 
 @dataclass(frozen=True)
@@ -61,29 +63,57 @@ class Change:
 
 @dataclass(eq=False)
 class Subscription:
-    """What one stream follows: one job, or every job of one owner."""
+    """What one stream follows: one job, or every job of one owner.
+
+    Its backlog is bounded: a client that stops reading (its socket full) would otherwise
+    make the queue grow with every change it follows. Past `MAX_BACKLOG` the backlog is
+    dropped and the stream ends (`None`); the browser reconnects with its Last-Event-ID and
+    resumes from the database, so nothing is lost but memory is.
+    """
 
     job_id: str | None = None
     owner_id: int | None = None
-    queue: asyncio.Queue[Change] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+
+    def push(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(change)
 
 
-def _changed_rows(window: float) -> list[Change]:
-    """The one query of a tick: rows stamped in the last `window` seconds, with owner names."""
+def _changed_rows(window: float, handed: dict[str, int]) -> tuple[dict[str, int], list[Change]]:
+    """The one query of a tick: rows stamped in the last `window` seconds, with owner names.
+
+    Every row in the window comes back (its version, for `handed`), but only those with a
+    version not handed yet are turned into a `JobRead`: a row stays in the window for
+    `WINDOW_SECONDS`, twenty ticks, and validating it each time was the watcher's main cost.
+    """
     stmt = (
         select(ReportJob, User.name)
         .join(User, User.id == ReportJob.owner_id)
         .where(ReportJob.updated_at > db_now(-window))
     )
+    versions: dict[str, int] = {}
+    changes: list[Change] = []
     with session_scope() as session:
-        return [
-            Change(
-                job=JobRead.model_validate(job).model_copy(update={"owner": name}),
-                owner_id=job.owner_id,
-                updated_at=job.updated_at,
-            )
-            for job, name in session.execute(stmt).tuples()
-        ]
+        for job, name in session.execute(stmt).tuples():
+            versions[job.id] = job.version
+            if job.version > handed.get(job.id, 0):
+                changes.append(
+                    Change(
+                        job=JobRead.model_validate(job).model_copy(update={"owner": name}),
+                        owner_id=job.owner_id,
+                        updated_at=job.updated_at,
+                    )
+                )
+    return versions, changes
 
 
 class JobWatcher:
@@ -112,7 +142,7 @@ class JobWatcher:
         if job_id is not None:
             self.by_job.setdefault(job_id, set()).add(sub)
             if job_id in self.latest:
-                sub.queue.put_nowait(self.latest[job_id])
+                sub.push(self.latest[job_id])
         else:
             assert owner_id is not None
             self.by_owner.setdefault(owner_id, set()).add(sub)
@@ -136,19 +166,22 @@ class JobWatcher:
                 await self._wake.wait()
             started = time.monotonic()
             try:
-                changes = await asyncio.to_thread(_changed_rows, self.window)
+                versions, changes = await asyncio.to_thread(
+                    _changed_rows, self.window, dict(self.handed)
+                )
                 self.polls += 1
-                self._fan_out(changes)
+                self._fan_out(versions, changes)
             except Exception:  # a database outage: the streams wait, the next tick retries
                 log.warning("job watcher: reading changes failed", exc_info=True)
             await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
 
-    def _fan_out(self, changes: list[Change]) -> None:
-        handed: dict[str, int] = {}
-        latest: dict[str, Change] = {}
+    def _fan_out(self, versions: dict[str, int], changes: list[Change]) -> None:
+        """Hand each new change to its streams; `versions` is every row in the window."""
+        handed = {job_id: max(v, self.handed.get(job_id, 0)) for job_id, v in versions.items()}
+        latest = {job_id: self.latest[job_id] for job_id in versions if job_id in self.latest}
         for change in changes:
             job_id, version = change.job.job_id, change.job.version
-            handed[job_id] = max(version, self.handed.get(job_id, 0))
+            handed[job_id] = max(version, handed.get(job_id, 0))
             latest[job_id] = change
             if version <= self.handed.get(job_id, 0):
                 continue
@@ -157,7 +190,7 @@ class JobWatcher:
                 *self.by_owner.get(change.owner_id, ()),
                 *self.by_owner.get(EVERY_OWNER, ()),
             ):
-                sub.queue.put_nowait(change)
+                sub.push(change)
         self.handed, self.latest = handed, latest
 
 
@@ -222,7 +255,9 @@ async def follow_job(current: JobRead, owner_id: int, last_id: int | None) -> As
                 sent, status = change.job.version, change.job.status
                 if change.final:
                     return
-            pending = [await sub.queue.get()]
+            if (arrived := await sub.queue.get()) is None:
+                return  # its backlog overflowed: the client resumes by Last-Event-ID
+            pending = [arrived]
     finally:
         watcher.unsubscribe(sub)
 
@@ -279,7 +314,9 @@ async def follow_owner(owner_id: int, last_id: str | None) -> AsyncIterator[Even
                     versions.pop(job.job_id, None)
                 else:
                     versions[job.job_id] = (job.version, job.status)
-            pending = [await sub.queue.get()]
+            if (arrived := await sub.queue.get()) is None:
+                return  # its backlog overflowed: the client resumes by Last-Event-ID
+            pending = [arrived]
     finally:
         watcher.unsubscribe(sub)
 
