@@ -27,12 +27,12 @@ def cleanup_old_jobs(*, batch: int = 1000) -> dict[str, int]:
     kept: set[str] = set()
     while True:
         with session_scope() as session:
-            jobs = sweeps.old_finished_jobs(
+            jobs = sweeps.old_finished(
                 session=session,
                 older_than=timedelta(days=settings.JOB_RETENTION_DAYS),
                 limit=batch + len(kept),
             )
-            found = [(job.id, job.job_type) for job in jobs if job.id not in kept]
+            found = [(job_id, job_type) for job_id, job_type in jobs if job_id not in kept]
         found = found[:batch]
         if not found:
             break

@@ -25,8 +25,12 @@ class ReportJob(Base):
         Index("ix_report_jobs_owner_status_created", "owner_id", "status", "created_at", "id"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
-        # Recently finished jobs with a webhook to send (app/webhooks/store.py).
-        Index("ix_report_jobs_finished", "finished_at"),
+        # Finished jobs past retention (app/jobs/cleanup.py): both conditions bound the scan,
+        # so a pass reads what it deletes, not every finished job (migration 0012).
+        Index("ix_report_jobs_status_created", "status", "created_at"),
+        # Recently finished jobs with a webhook to send (app/webhooks/store.py), recent
+        # failures (app/monitoring/status.py).
+        Index("ix_report_jobs_status_finished", "status", "finished_at"),
         # The event watcher's one query per tick: rows changed in the last seconds.
         Index("ix_report_jobs_updated", "updated_at"),
         # An admin's listing of everyone's jobs, newest first.

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any, TypeVar
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import Column, ColumnElement, Select, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ConflictError, NotFoundError
 from app.db.base import utcnow
+from app.db.prepared import PreparedStatement, WouldWait
 from app.jobs import links
 from app.jobs.models import ReportJob
+from app.jobs.schemas import JobRead
 from app.jobs.states import FINAL_STATUSES, LIVE_STATUSES, JobStatus
-from app.jobs.store.transitions import transition
+from app.jobs.store.transitions import JOBS, transition
 from app.users.models import User
 
 S = JobStatus
+S_ = TypeVar("S_", bound=Select[Any])
 
 
 class JobNotFound(NotFoundError):
@@ -41,6 +46,57 @@ def get_owned_job(*, session: Session, user: User, job_id: str) -> ReportJob:
     if job is None or (job.owner_id != user.id and not user.is_admin):
         raise JobNotFound(job_id)
     return job
+
+
+def get_owned_job_fields(*, user: User, job_id: str) -> dict[str, Any]:
+    """`get_owned_job` for the status poll: the columns `JobRead` shows, by name.
+
+    The request clients send most, so one prepared SELECT on a pooled connection (on
+    PostgreSQL an autocommit one: no BEGIN/COMMIT round trips) instead of an ORM load, which
+    costs several times the query (session transaction, identity map, instance state).
+    Ownership is the same rule as `get_owned_job`'s."""
+    fields = _job_read_statement().first({"job_id": job_id})
+    if fields is None or (fields["owner_id"] != user.id and not user.is_admin):
+        raise JobNotFound(job_id)
+    return fields
+
+
+def owned_job_fields_at_once(*, user: User, job_id: str) -> dict[str, Any] | None:
+    """`get_owned_job_fields` for an event loop: None if it cannot answer without waiting
+    (not a SQLite file, or a lock after all: `PreparedStatement.first_at_once`); then ask
+    `get_owned_job_fields` on a thread."""
+    try:
+        fields = _job_read_statement().first_at_once({"job_id": job_id})
+    except WouldWait:
+        return None
+    if fields is None or (fields["owner_id"] != user.id and not user.is_admin):
+        raise JobNotFound(job_id)
+    return fields
+
+
+def job_stub(fields: dict[str, Any]) -> ReportJob:
+    """A transient `ReportJob` holding the columns of `fields`: for the checks that take a
+    row (`app.jobs.hybrid`) when the job was read without the ORM."""
+    return ReportJob(**{name: fields[name] for name in _STUB_COLUMNS})
+
+
+_STUB_COLUMNS = ("id", "owner_id", "status", "backend", "queue", "progress_message")
+
+
+@cache
+def _job_read_columns() -> tuple[Column[Any], ...]:
+    """The columns `JobRead` reads (its fields, `id` for `job_id`), in table order."""
+    names = {"id", *JobRead.model_fields}
+    columns = tuple(column for column in JOBS.c if column.key in names)
+    assert set(_STUB_COLUMNS) <= {column.key for column in columns}
+    return columns
+
+
+@cache
+def _job_read_statement() -> PreparedStatement:
+    return PreparedStatement(
+        select(*_job_read_columns()).where(JOBS.c.id == bindparam("job_id", type_=JOBS.c.id.type))
+    )
 
 
 def get_linked_job(
@@ -70,9 +126,14 @@ def get_own_job(*, session: Session, user: User, job_id: str) -> ReportJob:
 
 def owner_name(*, session: Session, user: User, job: ReportJob) -> str | None:
     """The name of the job's owner (the caller's own, or a lookup for an admin)."""
-    if job.owner_id == user.id:
+    return name_of_owner(session=session, user=user, owner_id=job.owner_id)
+
+
+def name_of_owner(*, session: Session, user: User, owner_id: int) -> str | None:
+    """`owner_name` by the owner's id."""
+    if owner_id == user.id:
         return user.name
-    owner = session.get(User, job.owner_id)
+    owner = session.get(User, owner_id)
     return owner.name if owner is not None else None
 
 
@@ -107,6 +168,58 @@ def list_jobs(
 ) -> JobPage:
     """The caller's jobs, newest first; an admin's list holds everyone's. A date without a
     zone is UTC; `created_after` is inclusive, `created_before` exclusive."""
+    conditions = _conditions(user, status, job_type, created_after, created_before)
+    counted = _count_upto_cap(session, conditions)
+    rows = session.scalars(_page(select(ReportJob), conditions, limit, offset)).all()
+    return JobPage(
+        items=list(rows),
+        total=min(counted, TOTAL_CAP),
+        total_capped=counted > TOTAL_CAP,
+        owners=_owner_names(session, user, {job.owner_id for job in rows}),
+    )
+
+
+@dataclass(frozen=True)
+class JobFieldsPage:
+    items: list[dict[str, Any]]
+    """Each job's columns that `JobRead` shows, by name."""
+    total: int
+    total_capped: bool
+    owners: dict[int, str]
+
+
+def list_job_fields(
+    *,
+    session: Session,
+    user: User,
+    status: str | None = None,
+    job_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> JobFieldsPage:
+    """`list_jobs` for `GET /reports/jobs`: the columns `JobRead` shows, not ORM instances
+    (whose loading costs more than the query, per row)."""
+    conditions = _conditions(user, status, job_type, created_after, created_before)
+    counted = _count_upto_cap(session, conditions)
+    page = _page(select(*_job_read_columns()), conditions, limit, offset)
+    rows = [dict(row) for row in session.execute(page).mappings()]
+    return JobFieldsPage(
+        items=rows,
+        total=min(counted, TOTAL_CAP),
+        total_capped=counted > TOTAL_CAP,
+        owners=_owner_names(session, user, {row["owner_id"] for row in rows}),
+    )
+
+
+def _conditions(
+    user: User,
+    status: str | None,
+    job_type: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> list[ColumnElement[bool]]:
     conditions = [] if user.is_admin else [ReportJob.owner_id == user.id]
     if created_after is not None:
         conditions.append(ReportJob.created_at >= _utc(created_after))
@@ -116,32 +229,37 @@ def list_jobs(
         conditions.append(ReportJob.status == status)
     if job_type:
         conditions.append(ReportJob.job_type == job_type)
-    # A bounded count: at most TOTAL_CAP + 1 index entries read, whatever the table holds.
+    return conditions
+
+
+def _count_upto_cap(session: Session, conditions: list[ColumnElement[bool]]) -> int:
+    """A bounded count: at most TOTAL_CAP + 1 index entries read, whatever the table holds."""
     capped = (
         select(literal(1)).select_from(ReportJob).where(*conditions).limit(TOTAL_CAP + 1)
     ).subquery()
-    counted = session.scalar(select(func.count()).select_from(capped)) or 0
-    # Newest first, ties by id descending: the order of the (owner_id, [status,] created_at,
-    # id) indexes read backwards, so the page comes off the index without a sort.
-    rows = session.scalars(
-        select(ReportJob)
-        .where(*conditions)
+    return session.scalar(select(func.count()).select_from(capped)) or 0
+
+
+def _page(query: S_, conditions: list[ColumnElement[bool]], limit: int, offset: int) -> S_:
+    """Newest first, ties by id descending: the order of the (owner_id, [status,]
+    created_at, id) indexes read backwards, so the page comes off the index without a sort."""
+    return (
+        query.where(*conditions)
         .order_by(ReportJob.created_at.desc(), ReportJob.id.desc())
         .limit(limit)
         .offset(offset)
-    ).all()
-    ids = {job.owner_id for job in rows}
-    owners = (
-        dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).tuples().all())
-        if ids
-        else {}
     )
-    return JobPage(
-        items=list(rows),
-        total=min(counted, TOTAL_CAP),
-        total_capped=counted > TOTAL_CAP,
-        owners=owners,
-    )
+
+
+def _owner_names(session: Session, user: User, ids: set[int]) -> dict[int, str]:
+    """The user name of each owner: the caller's own without a query (all a non-admin's
+    page holds), the others looked up."""
+    names = {user.id: user.name} if user.id in ids else {}
+    others = ids - names.keys()
+    if others:
+        found = session.execute(select(User.id, User.name).where(User.id.in_(others)))
+        names.update(found.tuples().all())
+    return names
 
 
 def cancel_job(*, session: Session, job: ReportJob) -> ReportJob:
