@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, new_id, utcnow
@@ -28,9 +28,19 @@ class ReportJob(Base):
         # Finished jobs past retention (app/jobs/cleanup.py): both conditions bound the scan,
         # so a pass reads what it deletes, not every finished job (migration 0012).
         Index("ix_report_jobs_status_created", "status", "created_at"),
-        # Recently finished jobs with a webhook to send (app/webhooks/store.py), recent
-        # failures (app/monitoring/status.py).
+        # Recent failures (app/monitoring/status.py).
         Index("ix_report_jobs_status_finished", "status", "finished_at"),
+        # Jobs whose first webhook attempt is still owed (app/webhooks/store.py: due): only
+        # they are in it, so the webhook pass costs the same however many jobs finished
+        # without one (migration 0013). `status` leads as in the index above, so SQLite,
+        # which has no statistics, prefers this one (a partial index counts as smaller).
+        Index(
+            "ix_report_jobs_webhook_owed",
+            "status",
+            "finished_at",
+            sqlite_where=text("webhook_url IS NOT NULL"),
+            postgresql_where=text("webhook_url IS NOT NULL"),
+        ),
         # The event watcher's one query per tick: rows changed in the last seconds.
         Index("ix_report_jobs_updated", "updated_at"),
         # An admin's listing of everyone's jobs, newest first.
@@ -44,6 +54,10 @@ class ReportJob(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     backend: Mapped[str | None] = mapped_column(String(16), default=None)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    """`params['webhook_url']` while the first delivery attempt is owed: set with the row,
+    cleared by the claim of attempt 1 (`app.webhooks.store.claim`). What the webhook pass's
+    partial index reads; `params` keeps the URL for the API."""
 
     progress_percent: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str] = mapped_column(String(500), default="")

@@ -35,6 +35,7 @@ def new_row(
     back to `pending`, and a publish lost in a crash is re-sent by the relay.
     """
     now = utcnow()
+    webhook_url = params.get("webhook_url")
     row: dict[str, Any] = {
         "id": new_id(),
         "owner_id": owner_id,
@@ -43,6 +44,8 @@ def new_row(
         "status": str(S.PENDING),
         "backend": None,
         "params": params,
+        # The webhook pass's index holds only jobs whose first attempt is owed.
+        "webhook_url": str(webhook_url) if webhook_url else None,
         "max_attempts": max_attempts,
         "attempts": 0,
         "history": [],
