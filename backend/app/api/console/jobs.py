@@ -93,7 +93,7 @@ def job_list(
         after, before = _day(since, "from"), _day(until, "to")
     except ValueError as exc:
         return page(request, "jobs.html", visitor, 422, error=str(exc), **context)
-    listed = reads.list_jobs(
+    listed = reads.list_job_fields(
         session=session,
         user=visitor.user,
         status=status or None,
@@ -104,8 +104,8 @@ def job_list(
         offset=offset,
     )
     jobs = [
-        JobRead.model_validate(job).model_copy(update={"owner": listed.owners.get(job.owner_id)})
-        for job in listed.items
+        JobRead.model_validate({**fields, "owner": listed.owners.get(fields["owner_id"])})
+        for fields in listed.items
     ]
     return page(
         request,

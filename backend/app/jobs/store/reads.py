@@ -5,7 +5,7 @@ Ownership is checked here, once: another user's job is reported exactly like a m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -142,41 +142,8 @@ TOTAL_CAP = 1000
 stops there, so a page costs the same for a user with 100 jobs or 100,000."""
 
 
-@dataclass(frozen=True)
-class JobPage:
-    items: list[ReportJob]
-    total: int
-    total_capped: bool = False
-    owners: dict[int, str] = field(default_factory=dict)
-    """The user name of each owner on the page."""
-
-
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def list_jobs(
-    *,
-    session: Session,
-    user: User,
-    status: str | None = None,
-    job_type: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> JobPage:
-    """The caller's jobs, newest first; an admin's list holds everyone's. A date without a
-    zone is UTC; `created_after` is inclusive, `created_before` exclusive."""
-    conditions = _conditions(user, status, job_type, created_after, created_before)
-    counted = _count_upto_cap(session, conditions)
-    rows = session.scalars(_page(select(ReportJob), conditions, limit, offset)).all()
-    return JobPage(
-        items=list(rows),
-        total=min(counted, TOTAL_CAP),
-        total_capped=counted > TOTAL_CAP,
-        owners=_owner_names(session, user, {job.owner_id for job in rows}),
-    )
 
 
 @dataclass(frozen=True)
@@ -199,8 +166,9 @@ def list_job_fields(
     limit: int = 50,
     offset: int = 0,
 ) -> JobFieldsPage:
-    """`list_jobs` for `GET /reports/jobs`: the columns `JobRead` shows, not ORM instances
-    (whose loading costs more than the query, per row)."""
+    """The caller's jobs, newest first; an admin's list holds everyone's. A date without a
+    zone is UTC; `created_after` is inclusive, `created_before` exclusive. The columns
+    `JobRead` shows, not ORM instances (whose loading costs more than the query, per row)."""
     conditions = _conditions(user, status, job_type, created_after, created_before)
     counted = _count_upto_cap(session, conditions)
     page = _page(select(*_job_read_columns()), conditions, limit, offset)
