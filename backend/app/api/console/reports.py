@@ -191,7 +191,7 @@ def _submit(request: Request, session: Session, visitor: Visitor, form: FormData
 def _schedule(
     session: Session, visitor: Visitor, form: FormData, report: HeavyReportRequest
 ) -> Response:
-    """ "Schedule it" instead of "Run now": the same report, on the cron expression given."""
+    """The form's "Create the schedule": the same report, on the cron expression given."""
     title = str(form.get("schedule_name") or "").strip() or report.title or "Scheduled report"
     body = ScheduleCreate.model_validate(
         {
