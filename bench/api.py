@@ -25,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import Load, have_wrk, run_load
+from api_load import Load, fresh_postgres, have_wrk, paused_group, run_load
 from api_scale import scale_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,18 +104,32 @@ class Server:
         self.handle.close()
 
 
+NAME_WIDTH = 58
+
+
 def line(name: str, load: Load, base: Load | None) -> str:
     ratio = f"{load.rps / base.rps:5.2f}x" if base else "  1.00x"
     errors = f"  ({load.errors} non-2xx)" if load.errors else ""
     return (
-        f"  {name:<34} {load.rps:8,.0f} req/s  p50 {load.p50_ms:6.1f} ms  "
+        f"  {name:<{NAME_WIDTH}} {load.rps:8,.0f} req/s  p50 {load.p50_ms:6.1f} ms  "
         f"p99 {load.p99_ms:6.1f} ms  {ratio}{errors}"
     )
 
 
+PAUSED = "POST /reports/dummy (workers paused: as if on other hosts)"
+"""The submit with the Celery workers stopped (SIGSTOP): as if they ran on other hosts."""
+
+
 def load_section(
-    title: str, server: Server, token: str, connections: int, seconds: float
+    title: str,
+    server: Server,
+    token: str,
+    connections: int,
+    seconds: float,
+    pause: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> dict[str, Load]:
+    """Each route, then (with `pause`) the submit again inside `pause()`: the workers stopped,
+    so the row shows what the API alone costs when they run elsewhere."""
     auth = {"Authorization": f"Bearer {token}"}
     job = httpx.post(f"{server.url}/reports/dummy", headers=auth, json={}, timeout=10).json()
     time.sleep(1)
@@ -127,20 +143,28 @@ def load_section(
     print(f"\n{title}  ({'wrk' if have_wrk() else 'asyncio client'}, {connections} connections,"
           f" {seconds:g} s per route)")  # fmt: skip
     base = None
+    if pause is not None:
+        routes.append((PAUSED, "/reports/dummy", "POST", auth, "{}"))
     for name, path, method, headers, body in routes:
-        load = run_load(
-            server.url + path,
-            method=method,
-            headers=headers,
-            body=body,
-            connections=connections,
-            seconds=seconds,
-        )
+        with pause() if name == PAUSED and pause is not None else nullcontext():
+            load = run_load(
+                server.url + path,
+                method=method,
+                headers=headers,
+                body=body,
+                connections=connections,
+                seconds=seconds,
+            )
         results[name] = load
         print(line(name, load, base), flush=True)
         base = base or load
     assert base is not None
-    for name in ("GET /reports/jobs/{id}", "POST /reports/dummy"):
+    if pause is not None:
+        print("  (workers paused: SIGSTOP of the Celery worker's process group during that row;"
+              " its messages wait in Redis and run after SIGCONT)")  # fmt: skip
+    for name in ("GET /reports/jobs/{id}", "POST /reports/dummy", PAUSED):
+        if name not in results:
+            continue
         load = results[name]
         met = load.rps >= 0.5 * base.rps and load.p99_ms <= 50
         print(f"  goal {name}: >= 0.5x and p99 <= 50 ms: {'met' if met else 'MISSED'}")
@@ -168,7 +192,11 @@ def celery(args: argparse.Namespace, tmp: Path) -> None:
         start_new_session=True,
     )
     broker = f"redis://127.0.0.1:{redis_port}/0"
-    database = args.postgres or f"sqlite:///{tmp / 'reports.db'}"
+    drop = None
+    if args.postgres:  # a database of its own on that server, dropped after
+        database, drop = fresh_postgres(args.postgres, "bench_api")
+    else:
+        database = f"sqlite:///{tmp / 'reports.db'}"
     env = base_env(tmp, database, JOB_BACKEND="celery", CELERY_BROKER_URL=broker)
     worker_log = tmp / "worker.log"
     worker = None
@@ -185,21 +213,27 @@ def celery(args: argparse.Namespace, tmp: Path) -> None:
         )
         server = Server(env, tmp / "serve.log", args.workers)
         _until_worker_runs(server, token, worker, worker_log)
+        group = worker.pid  # start_new_session: the supervisor and its Celery processes
+        kind = "PostgreSQL" if args.postgres else "SQLite"
         load_section(
-            f"Celery mode (redis-server, a Celery worker), workers={args.workers}",
+            f"Celery mode ({kind}, redis-server, a Celery worker), workers={args.workers}",
             server,
             token,
             32,
             args.seconds,
+            pause=lambda: paused_group(group, database),
         )
     finally:
         if server is not None:
             server.stop()
         if worker is not None:
+            os.killpg(worker.pid, signal.SIGCONT)  # in case the load failed while paused
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(30)
         redis_proc.terminate()
         redis_proc.wait(10)
+        if drop is not None:
+            drop()
 
 
 def _until_worker_runs(
@@ -234,7 +268,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
-    parser.add_argument("--postgres", help="a PostgreSQL URL (Celery and scale sections)")
+    parser.add_argument(
+        "--postgres",
+        help="a PostgreSQL URL: the scale section uses it; Celery mode creates a database of"
+        " its own on that server and drops it after",
+    )
     args = parser.parse_args()
     print(f"bench/api.py  python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip

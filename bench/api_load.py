@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,68 @@ def run_load(
             url, method=method, headers=headers, body=body, connections=connections, seconds=seconds
         )
     return asyncio.run(_client_load(url, method, headers, body, connections, seconds))
+
+
+def fresh_postgres(url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """A new database on the server of `url` (trust auth), and the function that drops it:
+    the bench never writes into a database someone else may be using."""
+    import psycopg
+
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    bench_url = urlunsplit(parts._replace(path=f"/{name}"))
+    return bench_url.replace("postgresql://", "postgresql+psycopg://", 1), drop
+
+
+def _holds_database(database_url: str) -> bool:
+    """Whether some session is inside a transaction now (between two load rows nothing of
+    the API is, so it is a paused worker's): one stopped there would block the submits
+    (SQLite's one writer) or hold row locks (PostgreSQL), which is not "on other hosts"."""
+    if database_url.startswith("sqlite:///"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            connection.close()
+    import psycopg
+
+    plain = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def paused_group(pgid: int, database_url: str, attempts: int = 50) -> Iterator[None]:
+    """SIGSTOP the process group `pgid` (the Celery worker) for the block, SIGCONT after.
+
+    Stopped between two of its transactions, never inside one (tried again if so). Its
+    messages wait in the broker; after SIGCONT it runs them, so nothing is lost."""
+    for _ in range(attempts):
+        os.killpg(pgid, signal.SIGSTOP)
+        if not _holds_database(database_url):
+            break
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.05)
+    else:
+        os.killpg(pgid, signal.SIGCONT)
+        raise RuntimeError("the workers never left the database free to pause them")
+    try:
+        yield
+    finally:
+        os.killpg(pgid, signal.SIGCONT)

@@ -66,9 +66,11 @@ class Dispatcher:
         errors = {name: breaker.last_error for name, breaker in self.breakers.items()}
         return routing.waiting_reason(self.candidates(kind), errors)
 
-    def first_usable(self, kind: JobKind) -> str | None:
-        """The backend a new job of `kind` should be born queued on (never blocks)."""
-        return next((name for name in self.candidates(kind) if self.usable(name)), None)
+    def first_usable(self, kind: JobKind, candidates: list[str] | None = None) -> str | None:
+        """The backend a new job of `kind` should be born queued on (never blocks).
+        `candidates`: `self.candidates(kind)` if the caller has it already."""
+        names = self.candidates(kind) if candidates is None else candidates
+        return next((name for name in names if self.usable(name)), None)
 
     def publish_new(self, job_id: str, kind: JobKind, name: str) -> tuple[str, str | None]:
         """Publish a job created `queued` on `name`; on failure fall back like `submit`."""

@@ -35,12 +35,14 @@ def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str
     relay, or the worker that ends one of the owner's jobs): either way the caller gets its
     id at once (HTTP 202). Over a quota, `admission.QuotaExceeded` (HTTP 429)."""
     settings = get_settings()
+    _statements_commit_alone(session)
     admission = admit(session, owner.id, settings)  # raises QuotaExceeded
     dispatcher = get_dispatcher()
     kind = kind_of(job_type)
-    if not dispatcher.candidates(kind):
+    candidates = dispatcher.candidates(kind)
+    if not candidates:
         raise routing.NoBackendForKind(routing.no_backend_message(kind, settings))
-    target = None if admission.hold else dispatcher.first_usable(kind)
+    target = None if admission.hold else dispatcher.first_usable(kind, candidates)
     row = rows.new_row(
         owner_id=owner.id,
         job_type=job_type,
@@ -58,6 +60,18 @@ def accept_job(*, session: Session, owner: User, job_type: str, params: dict[str
         status, backend = dispatcher.publish_new(job_id, kind, target)
     metrics.job_submitted(job_type, kind.queue, status, backend)
     return Accepted(job_id=job_id, status=status, backend=backend, queue=kind.queue)
+
+
+def _statements_commit_alone(session: Session) -> None:
+    """On PostgreSQL, when the session has begun nothing yet (a submit route's), run this
+    submit's statements in autocommit: the INSERT is then one round trip instead of BEGIN,
+    INSERT and COMMIT, and as durable (`synchronous_commit` stays on). The quota count and
+    the INSERT were never atomic (READ COMMITTED; `admission` says a quota may pass by one).
+    A session with work of its own (a schedule's firing) keeps its one transaction, and
+    SQLite keeps its own handling of BEGIN and its writer lock."""
+    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+        return
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def _waiting_message(

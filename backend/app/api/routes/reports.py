@@ -55,16 +55,20 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=responses.AUTH
 async def create_dummy_report(
     token: BearerToken,
     body: Annotated[DummyReportRequest | None, Body()] = None,
-) -> JobAccepted:
-    """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded."""
+) -> Response:
+    """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded.
+
+    Answers `JobAccepted` as JSON bytes made once: returned as a model, FastAPI would dump
+    it, validate it again against `response_model` and dump it a second time."""
     request = body or DummyReportRequest()
 
-    def submit(session: Session, user: User) -> JobAccepted:
+    def submit(session: Session, user: User) -> bytes:
         params = job_params(request.model_dump(exclude={"webhook_url"}), request.webhook_url)
         accepted = accept_job(session=session, owner=user, job_type="dummy", params=params)
-        return JobAccepted.model_validate(accepted)
+        return JobAccepted.model_validate(accepted).model_dump_json().encode()
 
-    return await in_one_hop(token, submit, storing=True, writes=True)
+    content = await in_one_hop(token, submit, storing=True, writes=True)
+    return Response(content, status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
 @router.post(
