@@ -64,33 +64,80 @@ ADMIT_NOW = Admission(hold=False, active=0)
 
 def admit(session: Session, owner_id: int, settings: Settings) -> Admission:
     """Raise QuotaExceeded if `owner_id` may not submit now; else say whether to hold."""
+    return BatchAdmission(session, settings).admit(owner_id)
+
+
+@dataclass
+class _Usage:
+    """An owner's counts as read at the start of a batch, plus the batch's own rows."""
+
+    active: int
+    unfinished: int
+    recent: int
+    oldest_recent: datetime | None
+    now: datetime | None
+
+
+class BatchAdmission:
+    """Admission of several submissions written in one transaction (a group commit): each
+    owner's usage is read once, and every job admitted since counts against the caps, so
+    a batch of one user's submissions passes a limit no further than one at a time does."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self._session = session
+        self._settings = settings
+        self._usage: dict[int, _Usage] = {}
+        self._off = (
+            settings.QUOTA_QUEUED_JOBS <= 0
+            and settings.QUOTA_SUBMISSIONS_PER_MINUTE <= 0
+            and settings.QUOTA_ACTIVE_JOBS <= 0
+        )
+
+    def admit(self, owner_id: int) -> Admission:
+        """Raise QuotaExceeded if one more job of `owner_id` is refused; else say whether it
+        waits for a slot, and count it."""
+        if self._off:
+            return ADMIT_NOW
+        usage = self._usage.get(owner_id)
+        if usage is None:
+            usage = self._usage[owner_id] = self._read(owner_id)
+        admission = _decide(usage, self._settings)
+        usage.unfinished += 1
+        usage.recent += 1
+        if not admission.hold:
+            usage.active += 1
+        return admission
+
+    def _read(self, owner_id: int) -> _Usage:
+        settings = self._settings
+        caps = {
+            "owner": owner_id,
+            "active_cap": max(settings.QUOTA_ACTIVE_JOBS, 0),
+            "queued_cap": max(settings.QUOTA_QUEUED_JOBS, 0),
+            "rate_cap": max(settings.QUOTA_SUBMISSIONS_PER_MINUTE, 0),
+        }
+        row = self._session.execute(_usage_statement(), caps).one()
+        return _Usage(*row.tuple())
+
+
+def _decide(usage: _Usage, settings: Settings) -> Admission:
     queued_cap = settings.QUOTA_QUEUED_JOBS
     rate_cap = settings.QUOTA_SUBMISSIONS_PER_MINUTE
     active_cap = settings.QUOTA_ACTIVE_JOBS
-    if queued_cap <= 0 and rate_cap <= 0 and active_cap <= 0:
-        return ADMIT_NOW
-    caps = {
-        "owner": owner_id,
-        "active_cap": max(active_cap, 0),
-        "queued_cap": max(queued_cap, 0),
-        "rate_cap": max(rate_cap, 0),
-    }
-    row = session.execute(_usage_statement(), caps).one()
-    active, unfinished, recent, oldest_recent, now = row.tuple()
-    if queued_cap > 0 and unfinished >= queued_cap:
+    if queued_cap > 0 and usage.unfinished >= queued_cap:
         raise QuotaExceeded(
-            f"too many unfinished jobs: you have {unfinished}, the limit is {queued_cap} "
+            f"too many unfinished jobs: you have {usage.unfinished}, the limit is {queued_cap} "
             "(QUOTA_QUEUED_JOBS); wait for some to finish or cancel them "
             "(POST /reports/jobs/{job_id}/cancel)",
             retry_after=30,
         )
-    if rate_cap > 0 and recent >= rate_cap:
+    if rate_cap > 0 and usage.recent >= rate_cap:
         raise QuotaExceeded(
             f"too many submissions: at most {rate_cap} jobs per minute per user "
             "(QUOTA_SUBMISSIONS_PER_MINUTE)",
-            retry_after=_until_window_frees(oldest_recent, now),
+            retry_after=_until_window_frees(usage.oldest_recent, usage.now),
         )
-    return Admission(hold=active_cap > 0 and active >= active_cap, active=active)
+    return Admission(hold=active_cap > 0 and usage.active >= active_cap, active=usage.active)
 
 
 def _until_window_frees(oldest: datetime | None, now: datetime | None) -> int:

@@ -83,13 +83,18 @@ def create_job(
     return job
 
 
-def insert_job(*, session: Session, row: dict[str, Any]) -> None:
-    """`create_job` for the request path: one prepared INSERT, no unit-of-work bookkeeping.
+def insert_jobs(*, session: Session, rows: list[dict[str, Any]]) -> None:
+    """`create_job` for the request path: prepared INSERTs, one `executemany` per shape of
+    row (born queued or pending), no unit-of-work bookkeeping.
 
     `created_at` (and `queued_at` of a job born queued) come from the database's clock: the
     relay compares them with it to tell a lost publish from a slow one, whatever this host's
     clock says."""
-    session.execute(_insert_statement(born_queued=row["queued_at"] is not None), row)
+    for born_queued in (True, False):
+        shaped = [row for row in rows if (row["queued_at"] is not None) is born_queued]
+        if shaped:
+            params = shaped[0] if len(shaped) == 1 else shaped
+            session.execute(_insert_statement(born_queued=born_queued), params)
 
 
 @cache
