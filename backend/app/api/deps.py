@@ -170,7 +170,9 @@ async def in_one_hop(
     """`as_caller` in one trip to the thread pool: what an async hot-path route awaits, in
     place of a hop for the session, one for the caller and one for the handler. `writes`:
     the work writes (a submit), and waits for its turn among this process's writers."""
-    return await to_thread.run_sync(as_caller, token, work, storing, limiter=_limiter(writes))
+    return await to_thread.run_sync(
+        as_caller, token, work, storing, limiter=hot_path_limiter(writes)
+    )
 
 
 HOT_PATH_THREADS = 8
@@ -189,7 +191,7 @@ _limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, CapacityLimit
 )
 
 
-def _limiter(writes: bool) -> CapacityLimiter:
+def hot_path_limiter(writes: bool) -> CapacityLimiter:
     """This event loop's limiter for the hot paths' readers, or for its writers."""
     loop = asyncio.get_running_loop()
     limiters = _limiters.get(loop)

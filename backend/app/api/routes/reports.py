@@ -21,6 +21,7 @@ from app.api.deps import (
 )
 from app.api.paging import Limit, Offset
 from app.api.params import CreatedAfter, CreatedBefore, JobType, ResourceId
+from app.api.submits import submit_in_batch
 from app.core.config import get_settings
 from app.core.downloads import content_disposition, download_name
 from app.core.errors import (
@@ -37,7 +38,7 @@ from app.jobs.hybrid import reconcile, waiting_note
 from app.jobs.schemas import JobAccepted, JobList, JobRead
 from app.jobs.states import LIVE_STATUSES, JobStatus
 from app.jobs.store import reads
-from app.jobs.submit import accept_job
+from app.jobs.submit import JobOrder, accept_job
 from app.reports.dataset_params import prepare_heavy_params
 from app.reports.schemas import DummyReportRequest, HeavyReportRequest
 from app.users.models import User
@@ -58,16 +59,17 @@ async def create_dummy_report(
 ) -> Response:
     """A small job that sleeps and can fail on purpose: Celery, else RQ, else embedded.
 
+    Written with the other submissions arriving at the same time (`app.api.submits`).
     Answers `JobAccepted` as JSON bytes made once: returned as a model, FastAPI would dump
     it, validate it again against `response_model` and dump it a second time."""
     request = body or DummyReportRequest()
 
-    def submit(session: Session, user: User) -> bytes:
+    def order_of(session: Session, user: User) -> JobOrder:
         params = job_params(request.model_dump(exclude={"webhook_url"}), request.webhook_url)
-        accepted = accept_job(session=session, owner=user, job_type="dummy", params=params)
-        return JobAccepted.model_validate(accepted).model_dump_json().encode()
+        return JobOrder(owner=user, job_type="dummy", params=params)
 
-    content = await in_one_hop(token, submit, storing=True, writes=True)
+    accepted = await submit_in_batch(token, order_of)
+    content = JobAccepted.model_validate(accepted).model_dump_json().encode()
     return Response(content, status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
@@ -77,16 +79,18 @@ async def create_dummy_report(
     response_model=JobAccepted,
     responses=responses.submits(NotFoundError),
 )
-def create_heavy_report(
-    body: HeavyReportRequest, session: SessionDep, user: StoringUser
-) -> JobAccepted:
+async def create_heavy_report(token: BearerToken, body: HeavyReportRequest) -> JobAccepted:
     """PDF, Excel or analysis report from a dataset. Runs on Celery only: while the broker is
-    down the job waits `pending` and the outbox relay publishes it when it is back."""
-    params = job_params(
-        prepare_heavy_params(session=session, owner=user, request=body), body.webhook_url
-    )
-    accepted = accept_job(session=session, owner=user, job_type=body.report_type, params=params)
-    return JobAccepted.model_validate(accepted)
+    down the job waits `pending` and the outbox relay publishes it when it is back. Written
+    with the other submissions arriving at the same time (`app.api.submits`)."""
+
+    def order_of(session: Session, user: User) -> JobOrder:
+        params = prepare_heavy_params(session=session, owner=user, request=body)
+        return JobOrder(
+            owner=user, job_type=body.report_type, params=job_params(params, body.webhook_url)
+        )
+
+    return JobAccepted.model_validate(await submit_in_batch(token, order_of))
 
 
 @router.get("/jobs", response_model=JobList)
