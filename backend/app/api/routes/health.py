@@ -65,8 +65,9 @@ _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/live")
-def live() -> dict[str, str]:
-    """The process accepts requests."""
+async def live() -> dict[str, str]:
+    """The process accepts requests. Answered on the event loop: a sync route would wait for
+    a thread, so a pool busy with slow work would fail the probe of a healthy process."""
     return {"status": "ok"}
 
 
