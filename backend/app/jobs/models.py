@@ -24,6 +24,16 @@ class ReportJob(Base):
         # a list page filtered by status reads it newest first.
         Index("ix_report_jobs_owner_status_created", "owner_id", "status", "created_at", "id"),
         Index("ix_report_jobs_status_next", "status", "next_attempt_at"),
+        # The embedded executor's queue in order (app/jobs/store/sweeps.py: runnable_local):
+        # only its own jobs, so a poll reads the next few, whatever the backlog (migration 0014).
+        Index(
+            "ix_report_jobs_local_queue",
+            "status",
+            "queued_at",
+            "created_at",
+            sqlite_where=text("backend = 'local'"),
+            postgresql_where=text("backend = 'local'"),
+        ),
         Index("ix_report_jobs_status_heartbeat", "status", "heartbeat_at"),
         # Finished jobs past retention (app/jobs/cleanup.py): both conditions bound the scan,
         # so a pass reads what it deletes, not every finished job (migration 0012).

@@ -8,9 +8,21 @@ stamped by other processes on other hosts, whose clocks drift.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import (
+    ColumnClause,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from app.db.clock import db_now
@@ -173,26 +185,48 @@ def runnable_local(*, session: Session, limit: int) -> list[str]:
     for its owner's turn (`app.jobs.fairness`) and released later goes behind the jobs other
     users queued meanwhile, though it was created before them.
 
+    Two seeks of at most `limit` rows each, merged: the queued jobs in order off the partial
+    index `ix_report_jobs_local_queue` (only this executor's jobs), and the retries due off
+    `(status, next_attempt_at)`. One query with an OR sorted every queued job on each poll,
+    and the executor polls after every job: a backlog of thousands cost a millisecond a job.
+
     On PostgreSQL `FOR UPDATE SKIP LOCKED`: API hosts sharing the database that poll at the
     same moment take different rows instead of all racing for the oldest (the claim's
     compare-and-set still decides who runs a job). The caller commits at once, releasing
-    the locks. SQLite has no row locks, and one file is one host.
+    the locks. SQLite has no row locks (the clause is not rendered there), and one file is
+    one host.
     """
-    query = (
-        select(ReportJob.id)
-        .where(
-            ReportJob.backend == "local",
-            or_(
-                ReportJob.status == S.QUEUED,
-                (ReportJob.status == S.RETRYING) & (ReportJob.next_attempt_at <= db_now()),
-            ),
-        )
+    found = [
+        *session.execute(_local_queued(), {"limit": limit}).tuples(),
+        *session.execute(_local_due_retries(), {"limit": limit}).tuples(),
+    ]
+    found.sort(key=lambda row: (row[1] or row[2], row[2]))
+    return [job_id for job_id, _, _ in found[:limit]]
+
+
+LOCAL: ColumnClause[str] = literal_column("'local'", String)
+"""Written into the SQL, not bound: a partial index serves a query only if the query's own
+text implies the index's condition (`backend = 'local'`), on SQLite and PostgreSQL alike."""
+
+
+def _next_local(*conditions: ColumnElement[bool]) -> Select[str, datetime | None, datetime]:
+    return (
+        select(ReportJob.id, ReportJob.queued_at, ReportJob.created_at)
+        .where(ReportJob.backend == LOCAL, *conditions)
         .order_by(ReportJob.queued_at, ReportJob.created_at)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query).all())
+
+
+@cache
+def _local_queued() -> Select[str, datetime | None, datetime]:
+    return _next_local(ReportJob.status == S.QUEUED)
+
+
+@cache
+def _local_due_retries() -> Select[str, datetime | None, datetime]:
+    return _next_local(ReportJob.status == S.RETRYING, ReportJob.next_attempt_at <= db_now())
 
 
 def old_finished(
