@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -148,12 +149,18 @@ def scratch_prefix(job_id: str, attempt: int) -> str:
 def discard_scratch(settings: Settings, job_id: str, attempt: int | None = None) -> None:
     """Partial output on this host (files or work directories) of one attempt, or of
     every attempt when `attempt` is None (the job is final, or gone)."""
-    pattern = f"{job_id}-*" if attempt is None else f"{scratch_prefix(job_id, attempt)}*"
-    for leftover in scratch_dir(settings).glob(pattern):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+    prefix = f"{job_id}-" if attempt is None else scratch_prefix(job_id, attempt)
+    try:  # a prefix match, not `Path.glob`, which compiles a pattern per job id
+        entries = list(os.scandir(scratch_dir(settings)))
+    except FileNotFoundError:
+        return
+    for leftover in entries:
+        if not leftover.name.startswith(prefix):
+            continue
+        if leftover.is_dir(follow_symlinks=False):
+            shutil.rmtree(leftover.path, ignore_errors=True)
         else:
-            leftover.unlink(missing_ok=True)
+            Path(leftover.path).unlink(missing_ok=True)
 
 
 def discard_attempt(settings: Settings, job_id: str, attempt: int, *, stored: bool) -> None:
