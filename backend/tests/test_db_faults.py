@@ -40,3 +40,21 @@ def test_terminated_connections_fail_no_job(tmp_path: Path) -> None:
         print(f"terminated {killed}; attempts {attempts_histogram(rows)}")
         # The bookkeeping writes ride the fault out in place: no attempt is spent on it.
         assert attempts_histogram(rows) == {1: JOBS}
+
+
+def test_a_status_poll_rides_out_terminated_connections(tmp_path: Path) -> None:
+    """The status poll reads without a ping at checkout (one round trip, not two): after
+    every connection of the service was terminated, the next polls still answer, the first
+    on a second try."""
+    with running_service("postgresql", tmp_path, LOCAL_WORKERS=1) as service:
+        headers = service.headers(service.token())
+        response = service.client.post("/reports/dummy", json={}, headers=headers)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        assert service.wait(job_id, headers)["status"] == "completed"  # the pool is warm
+        for _ in range(3):
+            assert terminate_connections(service.settings.DATABASE_URL) >= 1
+            for _ in range(3):
+                response = service.client.get(f"/reports/jobs/{job_id}", headers=headers)
+                assert response.status_code == 200, response.text
+                assert response.json()["status"] == "completed"

@@ -77,11 +77,16 @@ class PreparedStatement:
     Runs on the engine of `get_engine(durable=...)`: `durable=False` is for writes a crash may
     lose without harm (see `session_scope`), and for single-statement reads (on PostgreSQL an
     autocommit connection: no BEGIN and COMMIT round trips around the SELECT).
+
+    `pinged=False`, for a SELECT only: no ping at checkout (on PostgreSQL a round trip before
+    every statement); a connection the server dropped fails the read itself, which `first`
+    then runs once more on a new connection.
     """
 
-    def __init__(self, statement: Statement, *, durable: bool = False) -> None:
+    def __init__(self, statement: Statement, *, durable: bool = False, pinged: bool = True) -> None:
         self.statement = statement
         self.durable = durable
+        self.pinged = pinged
         self._by_dialect: dict[str, _Compiled] = {}
         self._results: dict[str, tuple[Converter | None, ...]] = {}
 
@@ -95,7 +100,12 @@ class PreparedStatement:
 
     def first(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """A SELECT's first row by column name, or None."""
-        return self._execute(params, fetch=True)[1]
+        try:
+            return self._execute(params, fetch=True)[1]
+        except DBAPIError as exc:
+            if self.pinged or not exc.connection_invalidated:
+                raise
+        return self._execute(params, fetch=True)[1]  # the pool was reset: a new connection
 
     def _converters(
         self, compiled: _Compiled, dialect: Dialect, description: Any
@@ -147,7 +157,7 @@ class PreparedStatement:
     def _execute(
         self, params: Mapping[str, Any], *, fetch: bool
     ) -> tuple[int, dict[str, Any] | None]:
-        engine = get_engine(durable=self.durable)
+        engine = get_engine(durable=self.durable, pinged=self.pinged)
         compiled = self._compiled(engine)
         args = _arguments(compiled, params)
         connection = engine.raw_connection()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
 
-_engines: dict[tuple[str, bool], Engine] = {}
+_engines: dict[tuple[str, bool, bool], Engine] = {}
 _factories: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
@@ -26,7 +26,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, durable: bool = True) -> Engine:
+def make_engine(url: str, *, durable: bool = True, pinged: bool = True) -> Engine:
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -39,11 +39,13 @@ def make_engine(url: str, *, durable: bool = True) -> Engine:
     # each statement is its own transaction (every hot-path unit of work is one UPDATE, so
     # BEGIN and COMMIT would be two extra round trips). A pooled connection is pinged at
     # checkout: one the server dropped (a restart, `pg_terminate_backend`, an idle timeout)
-    # is replaced before a job's write meets it, instead of failing that write.
+    # is replaced before a job's write meets it, instead of failing that write. Unpinged
+    # (`pinged=False`): for reads that find a dropped connection themselves and run again
+    # (`PreparedStatement`), saving the ping's round trip on every status poll.
     return create_engine(
         url,
         isolation_level="AUTOCOMMIT",
-        pool_pre_ping=True,
+        pool_pre_ping=pinged,
         pool_recycle=300,
         pool_size=10,
         max_overflow=20,
@@ -51,12 +53,14 @@ def make_engine(url: str, *, durable: bool = True) -> Engine:
     )
 
 
-def get_engine(url: str | None = None, *, durable: bool = True) -> Engine:
+def get_engine(url: str | None = None, *, durable: bool = True, pinged: bool = True) -> Engine:
     url = url or get_settings().DATABASE_URL
     durable = durable or not url.startswith("postgresql")  # SQLite: one engine either way
-    engine = _engines.get((url, durable))
+    pinged = pinged or durable  # only the workers' PostgreSQL engine comes unpinged too
+    key = (url, durable, pinged)
+    engine = _engines.get(key)
     if engine is None:
-        engine = _engines[(url, durable)] = make_engine(url, durable=durable)
+        engine = _engines[key] = make_engine(url, durable=durable, pinged=pinged)
     return engine
 
 
@@ -120,4 +124,5 @@ def forget_engines(url: str) -> None:
     """Close and drop the engines of one database (a test database about to be dropped)."""
     for key in [key for key in _engines if key[0] == url]:
         _engines.pop(key).dispose()
-        _factories.pop(key, None)
+    for factory_key in [key for key in _factories if key[0] == url]:
+        _factories.pop(factory_key)
