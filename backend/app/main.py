@@ -26,6 +26,7 @@ from app.core import metrics_multiprocess
 from app.core.config import Settings, get_settings, set_settings
 from app.core.logging import configure_logging
 from app.core.startup import log_deployment
+from app.db import loop_connections
 from app.jobs.dispatch import Dispatcher, set_dispatcher
 from app.jobs.local_executor import ExecutorSeat
 from app.jobs.registry import initialise_metrics
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay.stop()
             seat.stop()
             set_dispatcher(None)
+            await loop_connections.close_for_this_loop()
 
     app = FastAPI(
         title="Report job service",

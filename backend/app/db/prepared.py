@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
+from app.db import loop_connections
 from app.db.session import get_engine
 
 Converter = Callable[[Any], Any]
@@ -152,6 +153,26 @@ class PreparedStatement:
         if not rows:
             return None
         converters = self._converters(compiled, engine.dialect, cursor.description)
+        return _named(compiled, converters, rows[0])
+
+    async def first_on_loop(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """`first` for an event loop without a thread: SQLite's `first_at_once`, and on
+        PostgreSQL an await on the loop's own connections (`loop_connections`). Any other
+        database: `WouldWait`."""
+        engine = get_engine(durable=self.durable, pinged=self.pinged)
+        if engine.dialect.name != "postgresql":
+            return self.first_at_once(params)
+        compiled = self._compiled(engine)
+        args = _arguments(compiled, params)
+        try:
+            rows, description = await loop_connections.fetch(engine.url, compiled.sql, args)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                compiled.sql, args, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            ) from exc
+        if not rows:
+            return None
+        converters = self._converters(compiled, engine.dialect, description)
         return _named(compiled, converters, rows[0])
 
     def _execute(

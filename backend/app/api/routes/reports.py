@@ -134,18 +134,18 @@ async def list_jobs(
 async def get_job(job_id: ResourceId, token: BearerToken) -> JobRead:
     """The DB row, reconciled with the backend's own view while the job is live."""
     if (user := remembered_caller(token)) is not None and (
-        answer := _read_at_once(user, job_id)
+        answer := await _read_on_loop(user, job_id)
     ) is not None:
         return answer
     return await in_one_hop(token, lambda session, user: _read_job(session, user, job_id))
 
 
-def _read_at_once(user: User, job_id: str) -> JobRead | None:
-    """`_read_job` on the event loop, when nothing in it waits: the caller's own job, read
-    from SQLite at once, with no broker to ask about it. None: go to a thread."""
-    fields = reads.owned_job_fields_at_once(user=user, job_id=job_id)
+async def _read_on_loop(user: User, job_id: str) -> JobRead | None:
+    """`_read_job` on the event loop, without a thread: the caller's own job (SQLite read at
+    once, PostgreSQL awaited), with no broker to ask about it. None: go to a thread."""
+    fields = await reads.owned_job_fields_on_loop(user=user, job_id=job_id)
     if fields is None or fields["owner_id"] != user.id:
-        return None  # not SQLite or a lock; an admin's look at another's job (a name lookup)
+        return None  # a SQLite lock; an admin's look at another's job (a name lookup)
     if fields["status"] in LIVE_STATUSES and fields["backend"] not in (None, "local"):
         return None  # a live job's view from its broker is a network call
     return _shown(fields, user.name)

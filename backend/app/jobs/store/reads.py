@@ -61,12 +61,12 @@ def get_owned_job_fields(*, user: User, job_id: str) -> dict[str, Any]:
     return fields
 
 
-def owned_job_fields_at_once(*, user: User, job_id: str) -> dict[str, Any] | None:
-    """`get_owned_job_fields` for an event loop: None if it cannot answer without waiting
-    (not a SQLite file, or a lock after all: `PreparedStatement.first_at_once`); then ask
-    `get_owned_job_fields` on a thread."""
+async def owned_job_fields_on_loop(*, user: User, job_id: str) -> dict[str, Any] | None:
+    """`get_owned_job_fields` for an event loop, without a thread: SQLite at once, PostgreSQL
+    awaited (`PreparedStatement.first_on_loop`). None if it cannot (a SQLite lock after all,
+    another database); then ask `get_owned_job_fields` on a thread."""
     try:
-        fields = _job_read_statement().first_at_once({"job_id": job_id})
+        fields = await _job_read_statement().first_on_loop({"job_id": job_id})
     except WouldWait:
         return None
     if fields is None or (fields["owner_id"] != user.id and not user.is_admin):
@@ -94,8 +94,11 @@ def _job_read_columns() -> tuple[Column[Any], ...]:
 
 @cache
 def _job_read_statement() -> PreparedStatement:
+    """Unpinged: the status poll is the request clients send most, and a ping per poll was
+    a second round trip to PostgreSQL (a dropped connection costs the poll a retry)."""
     return PreparedStatement(
-        select(*_job_read_columns()).where(JOBS.c.id == bindparam("job_id", type_=JOBS.c.id.type))
+        select(*_job_read_columns()).where(JOBS.c.id == bindparam("job_id", type_=JOBS.c.id.type)),
+        pinged=False,
     )
 
 
