@@ -7,6 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from app.db import loop_connections
 from tests.conftest import running_service
 from tests.faults import attempts_histogram, read_jobs, terminate_connections, wait_final
 
@@ -58,3 +63,28 @@ def test_a_status_poll_rides_out_terminated_connections(tmp_path: Path) -> None:
                 response = service.client.get(f"/reports/jobs/{job_id}", headers=headers)
                 assert response.status_code == 200, response.text
                 assert response.json()["status"] == "completed"
+
+
+def test_a_status_poll_that_gets_no_answer_frees_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that stops answering the poll's read (here: the table locked by another
+    session) fails that poll after `READ_TIMEOUT_SECONDS`, and the next polls, once the
+    server answers again, are answered: no connection of the loop stays stuck."""
+    monkeypatch.setattr(loop_connections, "READ_TIMEOUT_SECONDS", 0.5)
+    with running_service("postgresql", tmp_path, LOCAL_WORKERS=1) as service:
+        headers = service.headers(service.token())
+        job_id = service.client.post("/reports/dummy", json={}, headers=headers).json()["job_id"]
+        assert service.wait(job_id, headers)["status"] == "completed"  # the caller is known
+        locker = create_engine(service.settings.DATABASE_URL, poolclass=NullPool)
+        try:
+            with locker.connect() as conn:
+                conn.execute(text("LOCK TABLE report_jobs IN ACCESS EXCLUSIVE MODE"))
+                with pytest.raises(TimeoutError):
+                    service.client.get(f"/reports/jobs/{job_id}", headers=headers)
+                conn.rollback()
+            for _ in range(2 * loop_connections.CONNECTIONS_PER_LOOP):
+                response = service.client.get(f"/reports/jobs/{job_id}", headers=headers)
+                assert response.status_code == 200, response.text
+        finally:
+            locker.dispose()

@@ -22,6 +22,9 @@ CONNECTIONS_PER_LOOP = 4
 """Reads in flight at once per event loop: enough to overlap the round trips of one API
 process; each is a server process on PostgreSQL's side."""
 CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 10
+"""A server that stops answering (a partition, a stuck lock) fails the read with
+`TimeoutError` after this, instead of holding one of the loop's connections for good."""
 
 
 class _LoopConnections:
@@ -44,8 +47,9 @@ class _LoopConnections:
     async def _fetch_once(self, sql: str, args: Any) -> tuple[list[Sequence[Any]], Any]:
         connection = self.idle.pop() if self.idle else await self._connect()
         try:
-            cursor = await connection.execute(sql, args, prepare=True)
-            rows = await cursor.fetchall()
+            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                cursor = await connection.execute(sql, args, prepare=True)
+                rows = await cursor.fetchall()
         except BaseException:  # a query cut short leaves the connection in doubt
             await connection.close()
             raise
