@@ -111,14 +111,15 @@ def read_stream(url: str, headers: dict[str, str], timeout: float = 60) -> list[
         return list(parse_sse(response.iter_lines()))
 
 
-def check_job_stream(events: list[dict[str, Any]], job_id: str) -> None:
-    """Progress with increasing percent, then one final status event, then the end."""
+def check_job_stream(events: list[dict[str, Any]], job_id: str, min_progress: int = 3) -> None:
+    """Progress with increasing percent (at least `min_progress` events), then one final
+    status event, then the end."""
     assert events, "no event"
     assert all(e["data"]["job_id"] == job_id for e in events)
     ids = [int(e["id"]) for e in events]
     assert ids == sorted(set(ids)), ids
     progress = [e["data"]["progress"]["percent"] for e in events if e["event"] == "progress"]
-    assert len(progress) >= 3, events
+    assert len(progress) >= min_progress, events
     assert progress == sorted(progress) and progress[0] < progress[-1]
     last = events[-1]
     assert last["event"] == "status" and last["data"]["status"] == "completed"
@@ -137,8 +138,16 @@ def test_job_stream_from_submit_to_completion(live: Live) -> None:
     assert [e["data"]["status"] for e in again] == ["completed"]
 
 
+HEAVY_MIN_PROGRESS = 2
+"""A report's stages are not timed like the dummy job's steps: two of them may fall within
+one watcher tick (0.25 s), and changes between two ticks arrive as one event, by design
+(`jobs/watch.py`). On a loaded CI machine a run showed 1 % then 78.81 %, the stages in
+between falling between two ticks: at least two progress events, in order, is what the
+stream promises."""
+
+
 def test_heavy_report_events_arrive_in_order(live: Live) -> None:
-    """A PDF report's stages (counting, figures, pages) each reach the stream, in order."""
+    """A PDF report's stages (counting, figures, pages) reach the stream, in order."""
     auth = live.token()
     response = httpx.post(
         live.url + "/reports/heavy",
@@ -148,7 +157,7 @@ def test_heavy_report_events_arrive_in_order(live: Live) -> None:
     assert response.status_code == 202, response.text
     job_id = str(response.json()["job_id"])
     events = read_stream(f"{live.url}/reports/jobs/{job_id}/events", auth)
-    check_job_stream(events, job_id)
+    check_job_stream(events, job_id, min_progress=HEAVY_MIN_PROGRESS)
     assert events[-1]["data"]["download_url"]
     assert events[-1]["data"]["report_type"] == "pdf"
 

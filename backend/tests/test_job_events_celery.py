@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.stack import running_stack
-from tests.test_job_events import check_job_stream, read_stream, serving
+from tests.test_job_events import HEAVY_MIN_PROGRESS, check_job_stream, read_stream, serving
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,4 +38,5 @@ def test_celery_job_stream_from_submit_to_completion(tmp_path: Path) -> None:
             assert response.status_code == 202, response.text
             assert response.json()["queue"] == "reports"
             report_id = response.json()["job_id"]
-            check_job_stream(read_stream(f"{url}/reports/jobs/{report_id}/events", auth), report_id)
+            events = read_stream(f"{url}/reports/jobs/{report_id}/events", auth)
+            check_job_stream(events, report_id, min_progress=HEAVY_MIN_PROGRESS)
