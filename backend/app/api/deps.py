@@ -164,15 +164,11 @@ def as_caller(token: str, work: Callable[[Session, User], T], storing: bool = Fa
         session.close()
 
 
-async def in_one_hop(
-    token: str, work: Callable[[Session, User], T], *, storing: bool = False, writes: bool = False
-) -> T:
-    """`as_caller` in one trip to the thread pool: what an async hot-path route awaits, in
-    place of a hop for the session, one for the caller and one for the handler. `writes`:
-    the work writes (a submit), and waits for its turn among this process's writers."""
-    return await to_thread.run_sync(
-        as_caller, token, work, storing, limiter=hot_path_limiter(writes)
-    )
+async def in_one_hop(token: str, work: Callable[[Session, User], T]) -> T:
+    """`as_caller` in one trip to the thread pool: what an async hot-path read awaits, in
+    place of a hop for the session, one for the caller and one for the handler. (Submits
+    go through `app.api.submits`, which takes the writers' turn.)"""
+    return await to_thread.run_sync(as_caller, token, work, limiter=hot_path_limiter(False))
 
 
 HOT_PATH_THREADS = 8
